@@ -1,0 +1,3 @@
+"""Lapis: an Azure OpenAI Service you can run yourself."""
+
+__version__ = "0.1.0"

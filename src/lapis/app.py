@@ -1,0 +1,145 @@
+"""create_app(): builds the server and shows its middleware order, top to bottom.
+
+    1. request_ids   every response carries apim-request-id / x-request-id
+    2. errors        ApiError -> its exact body; anything else -> Azure's 500
+                     with the request id (never a stack trace on the wire)
+    3. routes        /healthz, /lapis/admin/*, the data plane, then ARM
+                     (case-insensitive catch-all under /subscriptions)
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import secrets
+import uuid
+from typing import Awaitable, Callable
+
+from aiohttp import web
+
+from lapis.backends.simulator import SimulatorBackend
+from lapis.catalog import load_catalogue
+from lapis.dataplane.directory import Directory
+from lapis.dataplane.routes import DataPlane, add_routes
+from lapis.errors import ApiError
+from lapis.errors import catalogue as errors
+from lapis.management import admin, tenancy
+from lapis.management.routes import ArmApp, arm_error_response
+from lapis.services import Services
+from lapis.settings import Settings
+from lapis.store.sql import SqlStore
+
+log = logging.getLogger("lapis")
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+SERVICES = web.AppKey("services", Services)
+
+
+def _is_arm(request: web.Request) -> bool:
+    path = request.path.lower()
+    return path.startswith("/subscriptions") or path.startswith("/providers") or path.startswith("/lapis/admin")
+
+
+@web.middleware
+async def request_ids(request: web.Request, handler: Handler) -> web.StreamResponse:
+    request_id = str(uuid.uuid4())
+    request["request_id"] = request_id
+    response = await handler(request)
+    if not response.prepared:
+        response.headers.setdefault("apim-request-id", request_id)
+        response.headers.setdefault("x-request-id", request_id)
+        response.headers.setdefault("x-content-type-options", "nosniff")
+        client_id = request.headers.get("x-ms-client-request-id")
+        if client_id:
+            response.headers.setdefault("x-ms-client-request-id", client_id)
+    return response
+
+
+def _render(request: web.Request, error: ApiError) -> web.Response:
+    if _is_arm(request):
+        return arm_error_response(error)
+    response = web.Response(body=error.body, status=error.status, content_type="application/json")
+    response.headers.update(error.headers)
+    if request.get("region"):
+        response.headers["x-ms-region"] = request["region"]
+    return response
+
+
+@web.middleware
+async def error_bodies(request: web.Request, handler: Handler) -> web.StreamResponse:
+    try:
+        return await handler(request)
+    except ApiError as error:
+        return _render(request, error)
+    except web.HTTPRequestEntityTooLarge as exc:
+        return _render(request, errors.request_too_large(exc.max_size if hasattr(exc, "max_size") else 0))
+    except web.HTTPException as exc:
+        if exc.status in (404, 405):
+            if _is_arm(request):
+                return _render(request, errors.arm_no_route(request.method, request.path))
+            return _render(request, errors.resource_not_found())
+        raise
+    except Exception:  # noqa: BLE001 - the one place a bug becomes Azure's 500
+        log.exception("unhandled error (request %s)", request.get("request_id"))
+        return _render(request, errors.internal_error(request.get("request_id", "")))
+
+
+async def _fallback(request: web.Request, arm: ArmApp) -> web.StreamResponse:
+    """Whatever no fixed route took: ARM paths (matched case-insensitively), or a 404."""
+    if _is_arm(request):
+        return await arm.handle(request)
+    raise errors.resource_not_found()
+
+
+async def healthz(request: web.Request) -> web.Response:
+    return web.json_response({"status": "ok"})
+
+
+def write_server_file(settings: Settings, admin_token: str) -> None:
+    settings.home.mkdir(parents=True, exist_ok=True)
+    path = settings.server_file
+    tmp = path.with_suffix(".tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as handle:
+        json.dump({"url": settings.base_url, "admin_token": admin_token, "pid": os.getpid()}, handle)
+    os.replace(tmp, path)
+
+
+async def build_services(settings: Settings) -> Services:
+    store = await SqlStore.open(settings.database_url)
+    admin_token = await store.setting("admin_token", "lapis-admin-" + secrets.token_urlsafe(32))
+    services = Services(
+        settings=settings, store=store, catalogue=load_catalogue(), directory=Directory(),
+        backend=SimulatorBackend(ttft_ms=settings.sim_ttft_ms, token_ms=settings.sim_token_ms),
+        admin_token=admin_token,
+    )
+    await tenancy.ensure_default_subscription(services)
+    await services.load_directory()
+    return services
+
+
+def create_app(settings: Settings, services: Services | None = None) -> web.Application:
+    app = web.Application(middlewares=[request_ids, error_bodies], client_max_size=settings.max_body_bytes)
+
+    async def start(app: web.Application) -> None:
+        built = services or await build_services(settings)
+        app[SERVICES] = built
+        plane.services = built
+        arm.services = built
+        if settings.demo:
+            from lapis import demo
+
+            await demo.seed(built)
+
+    async def stop(app: web.Application) -> None:
+        await app[SERVICES].store.close()
+
+    plane = DataPlane(services)  # type: ignore[arg-type]  # filled in at start-up
+    arm = ArmApp(services)  # type: ignore[arg-type]
+    app.on_startup.append(start)
+    app.on_cleanup.append(stop)
+    app.router.add_get("/healthz", healthz)
+    admin.add_routes(app, lambda: app[SERVICES])
+    add_routes(app, plane)
+    app.router.add_route("*", "/{tail:.*}", lambda request: _fallback(request, arm))
+    return app

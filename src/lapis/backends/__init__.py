@@ -1,0 +1,1 @@
+"""Model backends: the Backend protocol (base), the simulator, and real engines."""

@@ -1,0 +1,1 @@
+"""The `lapis` command line: a client of the management API over HTTP."""

@@ -1,0 +1,1 @@
+"""The Azure OpenAI inference API (the data plane)."""

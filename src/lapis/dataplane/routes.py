@@ -1,0 +1,214 @@
+"""Data-plane routes: find the account, check version and credentials, find
+the deployment, decode, hand over to the service, encode.
+
+Each account's endpoint can be reached three ways (see management.shapes.endpoint_for):
+    /accounts/{subdomain}/openai/...          path form, what Lapis prints
+    /regions/{location}/openai/...            regional form, account found by key
+    /openai/... with Host {subdomain}.openai.azure.com   hosts-file / proxy form
+"""
+
+from __future__ import annotations
+
+from typing import Any, Awaitable, Callable
+
+import msgspec
+from aiohttp import web
+
+from lapis.dataplane import apiversions, chat, embeddings, responses
+from lapis.dataplane.directory import AccountEntry, DeploymentEntry
+from lapis.dataplane.protocol import ChatRequest, CompletionsRequest, EmbeddingsRequest, decode
+from lapis.dataplane.streaming import stream_chat
+from lapis.errors import catalogue as errors
+from lapis.services import Services
+
+_encode = msgspec.json.encode
+_HOST_SUFFIXES = (".openai.azure.com", ".cognitiveservices.azure.com", ".services.ai.azure.com")
+OPERATIONS = {"chat": "chat", "completions": "completions", "embeddings": "embeddings"}
+
+
+def json_response(payload: Any, headers: dict[str, str], status: int = 200) -> web.Response:
+    return web.Response(body=_encode(payload), status=status, headers=headers, content_type="application/json")
+
+
+class DataPlane:
+    def __init__(self, services: Services):
+        self.services = services
+
+    # -- resolution ----------------------------------------------------------
+
+    def _presented_key(self, request: web.Request, v1: bool) -> tuple[str | None, bool]:
+        """(credential, is_bearer)."""
+        key = request.headers.get("api-key")
+        if key is not None:
+            return key, False
+        auth = request.headers.get("Authorization", "")
+        scheme, _, token = auth.partition(" ")
+        if scheme.lower() == "bearer" and token:
+            return token.strip(), True
+        return None, False
+
+    def _account(self, request: web.Request, key: str | None) -> AccountEntry:
+        directory = self.services.directory
+        info = request.match_info
+        if "account" in info:
+            entry = directory.by_subdomain.get(info["account"].lower())
+        elif "region" in info:
+            entry = directory.for_key(key) if key else None
+            if entry is not None and entry.location != info["region"].lower():
+                entry = None
+            if entry is None:
+                raise errors.invalid_key()
+        else:
+            host = request.host.rsplit(":", 1)[0].lower() if request.host else ""
+            sub = next((host[: -len(s)] for s in _HOST_SUFFIXES if host.endswith(s)), None)
+            entry = directory.by_subdomain.get(sub) if sub else None
+        if entry is None:
+            raise errors.resource_not_found()
+        return entry
+
+    def _authorize(self, request: web.Request, v1: bool) -> AccountEntry:
+        version = request.query.get("api-version")
+        if v1:
+            if version is not None and version not in apiversions.V1:
+                raise errors.api_version_not_supported()
+        elif version is None:
+            raise errors.resource_not_found()
+        elif version not in apiversions.KNOWN:
+            raise errors.api_version_not_supported()
+        key, bearer = self._presented_key(request, v1)
+        entry = self._account(request, key)
+        request["region"] = entry.region
+        if not entry.public_network_access:
+            raise errors.public_access_disabled()
+        if key is None or (bearer and not v1):
+            # Entra ID tokens arrive with issue #4; until then a bearer token
+            # on a legacy route is an invalid token, as Azure says it.
+            raise errors.invalid_token() if bearer else errors.invalid_key()
+        if entry.disable_local_auth:
+            raise errors.key_auth_disabled()
+        if not entry.key_matches(key):
+            raise errors.invalid_key()
+        return entry
+
+    def _deployment(self, request: web.Request, entry: AccountEntry, name: str | None, operation: str) -> DeploymentEntry:
+        dep = entry.deployment(name) if name else None
+        if dep is None:
+            raise errors.deployment_not_found()
+        request["deployment"] = dep.name
+        if dep.model.kind != OPERATIONS[operation]:
+            raise errors.operation_not_supported(operation, dep.model.name)
+        return dep
+
+    def headers(self, request: web.Request) -> dict[str, str]:
+        out = {"x-ms-region": request.get("region", "")}
+        if "deployment" in request:
+            out["x-ms-deployment-name"] = request["deployment"]
+        return out
+
+    async def _body(self, request: web.Request) -> bytes:
+        return await request.read()
+
+    # -- handlers ------------------------------------------------------------
+
+    async def chat_completions(self, request: web.Request) -> web.StreamResponse:
+        v1 = _is_v1(request)
+        entry = self._authorize(request, v1)
+        body = await self._body(request)
+        name = request.match_info.get("deployment")
+        if v1:
+            name = _model_from(body)
+        dep = self._deployment(request, entry, name, "chat")
+        req = decode(body, ChatRequest)
+        call, prompt = chat.resolve_chat(req, dep)
+        backend = self.services.backend
+        if req.stream:
+            include_usage = bool(req.stream_options and req.stream_options.include_usage)
+            return await stream_chat(request, backend, call, dep.model_id, prompt, include_usage,
+                                     self.headers(request))
+        choices = await backend.chat(call)
+        used = chat.completion_tokens(choices, call.tokenizer)
+        return json_response(responses.chat_completion(choices, dep.model_id, prompt, used), self.headers(request))
+
+    async def completions(self, request: web.Request) -> web.Response:
+        entry = self._authorize(request, False)
+        body = await self._body(request)
+        dep = self._deployment(request, entry, request.match_info.get("deployment"), "completions")
+        req = decode(body, CompletionsRequest)
+        if req.stream:
+            raise errors.invalid_value("stream", "Streaming is not supported by Lapis for the legacy completions "
+                                       "API yet; use chat completions.", None)
+        calls, prompt = chat.resolve_completions(req, dep)
+        choices = []
+        for call in calls:
+            for choice in await self.services.backend.chat(call):
+                choices.append(choice.__class__(len(choices), choice.content, choice.finish_reason))
+        used = chat.completion_tokens(choices, dep.model.tokenizer)
+        payload = responses.text_completion(choices, dep.model_id, prompt, used, len(calls))
+        return json_response(payload, self.headers(request))
+
+    async def embeddings(self, request: web.Request) -> web.Response:
+        v1 = _is_v1(request)
+        entry = self._authorize(request, v1)
+        body = await self._body(request)
+        name = _model_from(body) if v1 else request.match_info.get("deployment")
+        dep = self._deployment(request, entry, name, "embeddings")
+        req = decode(body, EmbeddingsRequest)
+        call, prompt, as_base64 = embeddings.resolve(req, dep)
+        vectors = await self.services.backend.embed(call)
+        items = [responses.embedding_item(i, v, as_base64) for i, v in enumerate(vectors)]
+        return json_response(responses.embeddings(items, dep.model.name, prompt), self.headers(request))
+
+    async def models(self, request: web.Request) -> web.Response:
+        v1 = _is_v1(request)
+        entry = self._authorize(request, v1)
+        data = []
+        for model, version, _sku in self.services.catalogue.offers(entry.location):
+            model_id = f"{model.name}-{version.version}"
+            if data and data[-1]["id"] == model_id:
+                continue
+            data.append({"capabilities": {k: v == "true" for k, v in model.capabilities.items()
+                                          if v in ("true", "false")},
+                         "created": 1704067200, "created_at": 1704067200, "deprecation": version.deprecation or {},
+                         "id": model_id, "lifecycle_status": "generally-available" if version.lifecycle_status
+                         == "GenerallyAvailable" else version.lifecycle_status.lower(),
+                         "object": "model", "owned_by": "system", "status": "succeeded"})
+        return json_response({"data": data, "object": "list"}, self.headers(request))
+
+
+def _is_v1(request: web.Request) -> bool:
+    return "/openai/v1/" in request.path
+
+
+def _model_from(body: bytes) -> str | None:
+    """v1 routes name the deployment in the body's `model`."""
+    try:
+        raw = msgspec.json.decode(body)
+    except msgspec.DecodeError:
+        raise errors.invalid_json() from None
+    if not isinstance(raw, dict):
+        raise errors.invalid_json()
+    model = raw.get("model")
+    if model is None:
+        raise errors.missing_parameter("model")
+    if not isinstance(model, str):
+        raise errors.invalid_type("model", "str", "object")
+    return model
+
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+def add_routes(app: web.Application, plane: DataPlane) -> None:
+    legacy = {
+        "deployments/{deployment}/chat/completions": plane.chat_completions,
+        "deployments/{deployment}/completions": plane.completions,
+        "deployments/{deployment}/embeddings": plane.embeddings,
+    }
+    v1 = {"v1/chat/completions": plane.chat_completions, "v1/embeddings": plane.embeddings}
+    for prefix in ("", "/accounts/{account}", "/regions/{region}"):
+        for tail, handler in legacy.items():
+            app.router.add_post(f"{prefix}/openai/{tail}", handler)
+        for tail, handler in v1.items():
+            app.router.add_post(f"{prefix}/openai/{tail}", handler)
+        app.router.add_get(f"{prefix}/openai/models", plane.models)
+        app.router.add_get(f"{prefix}/openai/v1/models", plane.models)

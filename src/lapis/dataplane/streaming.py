@@ -1,0 +1,84 @@
+"""Server-sent events in Azure's sequence (§4.2 of the wire reference).
+
+    1. an event with empty choices carrying prompt_filter_results
+    2. per choice: a role chunk, content (or tool call) chunks, a finish_reason chunk
+    3. a usage chunk, when stream_options.include_usage is set
+    4. data: [DONE]
+
+A failure after the first byte is sent in-band as `data: {"error":...}`
+followed by [DONE], never a silent truncation. When the client goes away the
+backend's generator is closed, which stops generation.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any, Mapping
+
+import msgspec
+from aiohttp import web
+
+from lapis.backends.base import Backend, ChatCall, Choice
+from lapis.dataplane.chat import completion_tokens
+from lapis.dataplane.responses import ChunkMaker
+from lapis.errors import ApiError
+from lapis.errors import catalogue as errors
+
+log = logging.getLogger("lapis.dataplane")
+_encode = msgspec.json.encode
+DONE = b"data: [DONE]\n\n"
+
+
+def event(payload: Any) -> bytes:
+    return b"data: " + _encode(payload) + b"\n\n"
+
+
+async def stream_chat(request: web.Request, backend: Backend, call: ChatCall, model_id: str, prompt_tokens: int,
+                      include_usage: bool, headers: Mapping[str, str]) -> web.StreamResponse:
+    response = web.StreamResponse(status=200, headers={
+        **headers, "Content-Type": "text/event-stream; charset=utf-8", "Cache-Control": "no-cache"})
+    await response.prepare(request)
+    maker = ChunkMaker(model_id, include_usage)
+    await response.write(event(maker.first()))
+    started: set[int] = set()
+    pieces: dict[int, list[str]] = {}
+    calls: dict[int, list[Any]] = {}
+    finish: dict[int, str] = {}
+    generator = backend.chat_stream(call)
+    try:
+        async for delta in generator:
+            if delta.index not in started:
+                started.add(delta.index)
+                await response.write(event(maker.role(delta.index)))
+            if delta.finish_reason is not None:
+                finish[delta.index] = delta.finish_reason
+            if delta.content:
+                pieces.setdefault(delta.index, []).append(delta.content)
+            if delta.tool_calls:
+                calls.setdefault(delta.index, []).extend(delta.tool_calls)
+            await response.write(event(maker.delta(delta)))
+        if include_usage:
+            choices = [Choice(i, "".join(pieces.get(i, [])), finish.get(i, "stop"), tuple(calls.get(i, [])))
+                       for i in sorted(started)]
+            await response.write(event(maker.usage(prompt_tokens, completion_tokens(choices, call.tokenizer))))
+        await response.write(DONE)
+    except ConnectionError:
+        log.info("client went away mid-stream; generation stopped")
+        return response
+    except ApiError as exc:
+        await _write_error(response, exc.json())
+    except Exception:  # noqa: BLE001 - the status line is gone: report in-band
+        request_id = request.get("request_id", "")
+        log.exception("stream failed (request %s)", request_id)
+        await _write_error(response, errors.internal_error(request_id).json())
+    finally:
+        await generator.aclose()
+    return response
+
+
+async def _write_error(response: web.StreamResponse, body: Any) -> None:
+    try:
+        await response.write(event(body))
+        await response.write(DONE)
+    except ConnectionError:
+        pass

@@ -1,0 +1,1 @@
+"""The ARM-shaped control plane (Microsoft.CognitiveServices)."""

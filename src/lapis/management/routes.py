@@ -1,0 +1,268 @@
+"""ARM routes: HTTP in, service call, ARM JSON out. No logic beyond that.
+
+Every ARM request needs `Authorization: Bearer <token>` (the local admin
+credential until Entra tokens arrive, issue #4) and `api-version` (any value:
+real clients send anything from 2021-04-01 to 2026-05-15-preview).
+Long-running operations finish inside the request: PUT answers 200/201 with
+provisioningState "Succeeded" and no polling header, which every ARM poller
+takes as done without another request (real-clients.md §5).
+"""
+
+from __future__ import annotations
+
+import hmac
+import json
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+from aiohttp import web
+
+from lapis.errors import ApiError
+from lapis.errors import catalogue as errors
+from lapis.management import accounts, deployments, shapes, tenancy
+from lapis.management.router import ArmRouter
+from lapis.services import Services
+
+ACCT = "/subscriptions/{sub}/resourceGroups/{rg}/providers/Microsoft.CognitiveServices/accounts/{account}"
+SUBP = "/subscriptions/{sub}/providers/Microsoft.CognitiveServices"
+
+
+@dataclass(slots=True)
+class Ctx:
+    services: Services
+    request: web.Request
+    params: dict[str, str]
+    body: dict[str, Any]
+
+    def p(self, name: str) -> str:
+        return self.params[name]
+
+    @property
+    def base_url(self) -> str:
+        return self.services.settings.base_url
+
+
+def arm_json(data: Any, status: int = 200) -> web.Response:
+    return web.Response(body=json.dumps(data).encode(), status=status,
+                        content_type="application/json", charset="utf-8")
+
+
+# -- subscriptions, providers, groups ---------------------------------------
+
+async def list_subscriptions(c: Ctx) -> web.Response:
+    subs = await c.services.store.subscriptions()
+    return arm_json({"value": [shapes.subscription(s) for s in subs]})
+
+
+async def get_subscription(c: Ctx) -> web.Response:
+    return arm_json(shapes.subscription(await tenancy.require_subscription(c.services, c.p("sub"))))
+
+
+async def get_provider(c: Ctx) -> web.Response:
+    await tenancy.require_subscription(c.services, c.p("sub"))
+    state = await c.services.store.registration(c.p("sub"), c.p("ns"))
+    return arm_json(shapes.provider(c.p("sub"), state, c.services.catalogue))
+
+
+async def register_provider(c: Ctx) -> web.Response:
+    state = await tenancy.register(c.services, c.p("sub"), c.p("ns"))
+    return arm_json(shapes.provider(c.p("sub"), state, c.services.catalogue))
+
+
+async def unregister_provider(c: Ctx) -> web.Response:
+    state = await tenancy.unregister(c.services, c.p("sub"), c.p("ns"))
+    return arm_json(shapes.provider(c.p("sub"), state, c.services.catalogue))
+
+
+async def list_groups(c: Ctx) -> web.Response:
+    await tenancy.require_subscription(c.services, c.p("sub"))
+    groups = await c.services.store.groups(c.p("sub"))
+    return arm_json({"value": [shapes.resource_group(g) for g in groups]})
+
+
+async def put_group(c: Ctx) -> web.Response:
+    group, created = await tenancy.put_group(c.services, c.p("sub"), c.p("rg"), c.body.get("location"),
+                                             c.body.get("tags") or {})
+    return arm_json(shapes.resource_group(group), 201 if created else 200)
+
+
+async def get_group(c: Ctx) -> web.Response:
+    return arm_json(shapes.resource_group(await tenancy.require_group(c.services, c.p("sub"), c.p("rg"))))
+
+
+async def head_group(c: Ctx) -> web.Response:
+    found = await c.services.store.group(c.p("sub"), c.p("rg"))
+    return web.Response(status=204 if found else 404)
+
+
+async def delete_group(c: Ctx) -> web.Response:
+    await tenancy.delete_group(c.services, c.p("sub"), c.p("rg"))
+    return web.Response(status=200)
+
+
+# -- accounts ----------------------------------------------------------------
+
+async def list_accounts(c: Ctx) -> web.Response:
+    await tenancy.require_subscription(c.services, c.p("sub"))
+    group = c.params.get("rg")
+    if group is not None:
+        await tenancy.require_group(c.services, c.p("sub"), group)
+    found = await c.services.store.accounts(c.p("sub"), group)
+    return arm_json({"value": [shapes.account(a, c.base_url) for a in found]})
+
+
+async def put_account(c: Ctx) -> web.Response:
+    account, created = await accounts.put(c.services, c.p("sub"), c.p("rg"), c.p("account"), c.body)
+    return arm_json(shapes.account(account, c.base_url), 201 if created else 200)
+
+
+async def patch_account(c: Ctx) -> web.Response:
+    account = await accounts.patch(c.services, c.p("sub"), c.p("rg"), c.p("account"), c.body)
+    return arm_json(shapes.account(account, c.base_url))
+
+
+async def get_account(c: Ctx) -> web.Response:
+    account = await accounts.require(c.services, c.p("sub"), c.p("rg"), c.p("account"))
+    return arm_json(shapes.account(account, c.base_url))
+
+
+async def delete_account(c: Ctx) -> web.Response:
+    deleted = await accounts.delete(c.services, c.p("sub"), c.p("rg"), c.p("account"))
+    return web.Response(status=200 if deleted else 204)
+
+
+async def list_keys(c: Ctx) -> web.Response:
+    account = await accounts.require(c.services, c.p("sub"), c.p("rg"), c.p("account"))
+    return arm_json({"key1": account.key1, "key2": account.key2})
+
+
+async def regenerate_key(c: Ctx) -> web.Response:
+    account = await accounts.regenerate(c.services, c.p("sub"), c.p("rg"), c.p("account"), c.body.get("keyName"))
+    return arm_json({"key1": account.key1, "key2": account.key2})
+
+
+async def account_models(c: Ctx) -> web.Response:
+    account = await accounts.require(c.services, c.p("sub"), c.p("rg"), c.p("account"))
+    return arm_json(shapes.account_models(c.services.catalogue, account.location))
+
+
+async def location_models(c: Ctx) -> web.Response:
+    await tenancy.require_subscription(c.services, c.p("sub"))
+    location = c.p("location").replace(" ", "").lower()
+    return arm_json(shapes.location_models(c.services.catalogue, location))
+
+
+# -- deployments -------------------------------------------------------------
+
+async def list_deployments(c: Ctx) -> web.Response:
+    account = await accounts.require(c.services, c.p("sub"), c.p("rg"), c.p("account"))
+    found = await c.services.store.deployments(account.id)
+    return arm_json({"value": [shapes.deployment(d, account, c.services.catalogue) for d in found]})
+
+
+async def put_deployment(c: Ctx) -> web.Response:
+    account, dep, created = await deployments.put(c.services, c.p("sub"), c.p("rg"), c.p("account"),
+                                                  c.p("deployment"), c.body)
+    return arm_json(shapes.deployment(dep, account, c.services.catalogue), 201 if created else 200)
+
+
+async def patch_deployment(c: Ctx) -> web.Response:
+    account, dep = await deployments.patch(c.services, c.p("sub"), c.p("rg"), c.p("account"), c.p("deployment"),
+                                           c.body)
+    return arm_json(shapes.deployment(dep, account, c.services.catalogue))
+
+
+async def get_deployment(c: Ctx) -> web.Response:
+    account, dep = await deployments.require(c.services, c.p("sub"), c.p("rg"), c.p("account"), c.p("deployment"))
+    return arm_json(shapes.deployment(dep, account, c.services.catalogue))
+
+
+async def delete_deployment(c: Ctx) -> web.Response:
+    deleted = await deployments.delete(c.services, c.p("sub"), c.p("rg"), c.p("account"), c.p("deployment"))
+    return web.Response(status=200 if deleted else 204)
+
+
+def build_router() -> ArmRouter:
+    r = ArmRouter()
+    r.add("GET", "/subscriptions", list_subscriptions)
+    r.add("GET", "/subscriptions/{sub}", get_subscription)
+    r.add("GET", f"{SUBP}/accounts", list_accounts)
+    r.add("GET", f"{SUBP}/locations/{{location}}/models", location_models)
+    r.add("GET", "/subscriptions/{sub}/providers/{ns}", get_provider)
+    r.add("POST", "/subscriptions/{sub}/providers/{ns}/register", register_provider)
+    r.add("POST", "/subscriptions/{sub}/providers/{ns}/unregister", unregister_provider)
+    r.add("GET", "/subscriptions/{sub}/resourceGroups", list_groups)
+    for method, handler in (("PUT", put_group), ("GET", get_group), ("HEAD", head_group), ("DELETE", delete_group)):
+        r.add(method, "/subscriptions/{sub}/resourceGroups/{rg}", handler)
+    r.add("GET", "/subscriptions/{sub}/resourceGroups/{rg}/providers/Microsoft.CognitiveServices/accounts",
+          list_accounts)
+    for method, handler in (("PUT", put_account), ("PATCH", patch_account), ("GET", get_account),
+                            ("DELETE", delete_account)):
+        r.add(method, ACCT, handler)
+    r.add("POST", f"{ACCT}/listKeys", list_keys)
+    r.add("POST", f"{ACCT}/regenerateKey", regenerate_key)
+    r.add("GET", f"{ACCT}/models", account_models)
+    r.add("GET", f"{ACCT}/deployments", list_deployments)
+    for method, handler in (("PUT", put_deployment), ("PATCH", patch_deployment), ("GET", get_deployment),
+                            ("DELETE", delete_deployment)):
+        r.add(method, f"{ACCT}/deployments/{{deployment}}", handler)
+    return r
+
+
+def check_admin(services: Services, request: web.Request) -> None:
+    """The local admin credential as a bearer token (constant-time compare)."""
+    header = request.headers.get("Authorization")
+    if not header:
+        raise errors.arm_missing_auth()
+    scheme, _, token = header.partition(" ")
+    if scheme.lower() != "bearer" or not hmac.compare_digest(token.strip().encode(), services.admin_token.encode()):
+        raise errors.arm_invalid_token()
+
+
+async def read_json(request: web.Request) -> dict[str, Any]:
+    raw = await request.read()
+    if not raw.strip():
+        return {}
+    try:
+        body = json.loads(raw)
+    except ValueError as exc:
+        raise errors.arm_bad_request(f"The request content was invalid and could not be deserialized: '{exc}'.")
+    if not isinstance(body, dict):
+        raise errors.arm_bad_request("The request content was invalid and could not be deserialized: "
+                                     "'expected a JSON object'.")
+    return body
+
+
+class ArmApp:
+    """Dispatches every ARM request through the case-insensitive router."""
+
+    def __init__(self, services: Services):
+        self.services = services
+        self.router = build_router()
+
+    async def handle(self, request: web.Request) -> web.StreamResponse:
+        route, params, known = self.router.match(request.method, request.path)
+        check_admin(self.services, request)
+        if route is None:
+            if known:
+                raise errors.arm(405, "MethodNotAllowed",
+                                 f"The requested resource does not support http method '{request.method}'.")
+            raise errors.arm_no_route(request.method, request.path)
+        if not request.query.get("api-version"):
+            raise errors.arm_missing_api_version()
+        body = await read_json(request) if request.method in ("PUT", "PATCH", "POST") else {}
+        response = await route.handler(Ctx(self.services, request, params, body))
+        response.headers.setdefault("x-ms-request-id", request.get("request_id", str(uuid.uuid4())))
+        response.headers.setdefault("x-ms-correlation-request-id", request.headers.get(
+            "x-ms-correlation-request-id", request.get("request_id", "")))
+        return response
+
+
+def arm_error_response(error: ApiError) -> web.Response:
+    response = web.Response(body=error.body, status=error.status, content_type="application/json",
+                            charset="utf-8")
+    response.headers["x-ms-failure-cause"] = "gateway" if error.status == 401 else "service"
+    response.headers["x-ms-error-code"] = error.code
+    response.headers.update(error.headers)
+    return response

@@ -1,0 +1,54 @@
+"""Running the server: `lapis serve` ends up here.
+
+Starts the aiohttp app on one port, writes LAPIS_HOME/server.json (URL and
+admin credential, mode 0600) once it listens, prints the demo exports when
+asked to, and stops cleanly on SIGINT/SIGTERM.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+import sys
+
+from aiohttp import web
+
+from lapis import demo
+from lapis.app import SERVICES, create_app, write_server_file
+from lapis.settings import Settings
+
+
+async def serve(settings: Settings, ready_message: bool = True) -> None:
+    app = create_app(settings)
+    runner = web.AppRunner(app, access_log=None, handle_signals=False)
+    await runner.setup()
+    site = web.TCPSite(runner, settings.host, settings.port, backlog=1024, reuse_address=True)
+    await site.start()
+    services = app[SERVICES]
+    write_server_file(settings, services.admin_token)
+    if ready_message:
+        print(f"Lapis is listening on {settings.base_url} (data in {settings.database_url})", flush=True)
+        if settings.demo:
+            print("\n# The demo account is ready. For the first call:", flush=True)
+            print(await demo.exports(services), flush=True)
+            print(f"\n# The CLI finds this server through {settings.server_file}", flush=True)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    try:
+        await stop.wait()
+    finally:
+        await runner.cleanup()
+
+
+def run(settings: Settings) -> None:
+    logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
+    try:
+        import uvloop  # type: ignore[import-not-found]
+    except ImportError:
+        asyncio.run(serve(settings))
+    else:
+        uvloop.run(serve(settings))

@@ -1,0 +1,77 @@
+"""Settings: the only module that reads the environment.
+
+Every knob Lapis has is a field here, read once at start-up into a frozen
+`Settings`, and passed down. Nothing else calls os.environ.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+DEFAULT_PORT = 8080
+# Azure caps one chat message at 1,048,576 characters; a request may hold
+# several, so the gateway's own body cap sits well above that. Bigger bodies
+# get 413 (see errors.catalogue.request_too_large).
+DEFAULT_MAX_BODY_BYTES = 16 * 1024 * 1024
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    home: Path
+    database_url: str
+    host: str = "127.0.0.1"
+    port: int = DEFAULT_PORT
+    public_url: str = ""  # base URL clients use; derived from host/port when empty
+    max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
+    sim_ttft_ms: float = 0.0
+    sim_token_ms: float = 0.0
+    demo: bool = False
+    server_url: str = ""  # for the CLI: LAPIS_URL, overriding the one in LAPIS_HOME
+    extra: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def base_url(self) -> str:
+        if self.public_url:
+            return self.public_url.rstrip("/")
+        host = "127.0.0.1" if self.host in ("0.0.0.0", "", "::") else self.host
+        if ":" in host:
+            host = f"[{host}]"
+        return f"http://{host}:{self.port}"
+
+    @property
+    def server_file(self) -> Path:
+        """Where a running server writes its URL and admin credential."""
+        return self.home / "server.json"
+
+
+def _float(env: dict[str, str], name: str, default: float) -> float:
+    raw = env.get(name, "").strip()
+    return float(raw) if raw else default
+
+
+def _int(env: dict[str, str], name: str, default: int) -> int:
+    raw = env.get(name, "").strip()
+    return int(raw) if raw else default
+
+
+def load(env: dict[str, str] | None = None, **overrides: object) -> Settings:
+    """Read settings from the environment (or `env`), then apply overrides."""
+    env = dict(os.environ if env is None else env)
+    home = Path(env.get("LAPIS_HOME") or Path.home() / ".lapis").expanduser()
+    database_url = env.get("LAPIS_DATABASE_URL") or f"sqlite:///{home / 'data' / 'lapis.sqlite3'}"
+    values: dict[str, object] = dict(
+        home=home,
+        database_url=database_url,
+        host=env.get("LAPIS_HOST", "127.0.0.1"),
+        port=_int(env, "LAPIS_PORT", DEFAULT_PORT),
+        public_url=env.get("LAPIS_PUBLIC_URL", ""),
+        max_body_bytes=_int(env, "LAPIS_MAX_BODY_BYTES", DEFAULT_MAX_BODY_BYTES),
+        sim_ttft_ms=_float(env, "LAPIS_SIM_TTFT_MS", 0.0),
+        sim_token_ms=_float(env, "LAPIS_SIM_TOKEN_MS", 0.0),
+        demo=env.get("LAPIS_DEMO", "").lower() in ("1", "true", "yes"),
+        server_url=env.get("LAPIS_URL", ""),
+    )
+    values.update({k: v for k, v in overrides.items() if v is not None})
+    return Settings(**values)  # type: ignore[arg-type]

@@ -1,0 +1,1 @@
+"""Storage: the durable record of subscriptions, groups, accounts and deployments."""

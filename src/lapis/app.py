@@ -65,23 +65,26 @@ def _render(request: web.Request, error: ApiError) -> web.Response:
     return response
 
 
-@web.middleware
-async def error_bodies(request: web.Request, handler: Handler) -> web.StreamResponse:
-    try:
-        return await handler(request)
-    except ApiError as error:
-        return _render(request, error)
-    except web.HTTPRequestEntityTooLarge as exc:
-        return _render(request, errors.request_too_large(exc.max_size if hasattr(exc, "max_size") else 0))
-    except web.HTTPException as exc:
-        if exc.status in (404, 405):
-            if _is_arm(request):
-                return _render(request, errors.arm_no_route(request.method, request.path))
-            return _render(request, errors.resource_not_found())
-        raise
-    except Exception:  # noqa: BLE001 - the one place a bug becomes Azure's 500
-        log.exception("unhandled error (request %s)", request.get("request_id"))
-        return _render(request, errors.internal_error(request.get("request_id", "")))
+def error_bodies(max_body_bytes: int):  # noqa: ANN201 - an aiohttp middleware
+    @web.middleware
+    async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+        try:
+            return await handler(request)
+        except ApiError as error:
+            return _render(request, error)
+        except web.HTTPRequestEntityTooLarge:
+            return _render(request, errors.request_too_large(max_body_bytes))
+        except web.HTTPException as exc:
+            if exc.status in (404, 405):
+                if _is_arm(request):
+                    return _render(request, errors.arm_no_route(request.method, request.path))
+                return _render(request, errors.resource_not_found())
+            raise
+        except Exception:  # noqa: BLE001 - the one place a bug becomes Azure's 500
+            log.exception("unhandled error (request %s)", request.get("request_id"))
+            return _render(request, errors.internal_error(request.get("request_id", "")))
+
+    return middleware
 
 
 async def _fallback(request: web.Request, arm: ArmApp) -> web.StreamResponse:
@@ -119,7 +122,7 @@ async def build_services(settings: Settings) -> Services:
 
 
 def create_app(settings: Settings, services: Services | None = None) -> web.Application:
-    app = web.Application(middlewares=[request_ids, error_bodies], client_max_size=settings.max_body_bytes)
+    app = web.Application(middlewares=[request_ids, error_bodies(settings.max_body_bytes)], client_max_size=settings.max_body_bytes)
 
     async def start(app: web.Application) -> None:
         built = services or await build_services(settings)

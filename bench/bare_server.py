@@ -1,0 +1,87 @@
+"""The baseline for bench/chat_throughput.py: the least an aiohttp.web JSON endpoint can do.
+
+One POST route (any path) that decodes the JSON body with msgspec and answers
+with a ~600-byte chat.completion-shaped JSON document, encoded with msgspec.
+Same event-loop policy as `lapis serve` (uvloop when importable, else asyncio),
+no middleware, no access log. Listens on 127.0.0.1 only.
+
+    python bench/bare_server.py PORT
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+
+import msgspec
+from aiohttp import web
+
+_decode = msgspec.json.decode
+_encode = msgspec.json.encode
+
+CONTENT = "Each forest is strong and public. We slowly move the letter in this group."
+FILTERS = {k: {"filtered": False, "severity": "safe"} for k in ("hate", "self_harm", "sexual", "violence")}
+
+
+def answer(body: dict) -> bytes:
+    messages = body.get("messages") or []
+    prompt_tokens = sum(len(str(m.get("content", "")).split()) for m in messages if isinstance(m, dict))
+    completion_tokens = int(body.get("max_tokens") or 16)
+    return _encode({
+        "id": "chatcmpl-xOhwgtdgBUW1gedYdQIHqP6N5Y8P5",
+        "object": "chat.completion",
+        "created": 1795750870,
+        "model": "gpt-4o-mini-2024-07-18",
+        "system_fingerprint": "fp_27bebe765c",
+        "choices": [{
+            "index": 0,
+            "finish_reason": "length",
+            "logprobs": None,
+            "message": {"role": "assistant", "content": CONTENT, "refusal": None},
+            "content_filter_results": FILTERS,
+        }],
+        "usage": {"prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens,
+                  "total_tokens": prompt_tokens + completion_tokens},
+    })
+
+
+async def handle(request: web.Request) -> web.Response:
+    try:
+        body = _decode(await request.read())
+    except msgspec.DecodeError:
+        return web.Response(status=400, body=b'{"error":"bad json"}', content_type="application/json")
+    if not isinstance(body, dict):
+        return web.Response(status=400, body=b'{"error":"not an object"}', content_type="application/json")
+    return web.Response(body=answer(body), content_type="application/json")
+
+
+async def serve(port: int) -> None:
+    app = web.Application()
+    app.router.add_post("/{tail:.*}", handle)
+    runner = web.AppRunner(app, access_log=None, handle_signals=True)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", port, backlog=1024, reuse_address=True)
+    await site.start()
+    print(f"bare server listening on 127.0.0.1:{port}", flush=True)
+    try:
+        await asyncio.Event().wait()
+    finally:
+        await runner.cleanup()
+
+
+def main() -> None:
+    port = int(sys.argv[1])
+    try:
+        import uvloop  # type: ignore[import-not-found]
+    except ImportError:
+        runner = asyncio.run
+    else:
+        runner = uvloop.run
+    try:
+        runner(serve(port))
+    except (KeyboardInterrupt, web.GracefulExit):
+        pass
+
+
+if __name__ == "__main__":
+    main()

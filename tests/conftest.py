@@ -40,3 +40,16 @@ def fresh_server(tmp_path: Path) -> LapisProcess:
     server = start_server(tmp_path / "home", demo=False)
     yield server
     server.stop()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """A fresh, empty database of each kind Lapis supports."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'lapis.sqlite3'}"
+        return
+    from support.databases import create_database, drop_database
+
+    name, url = create_database()
+    yield url
+    drop_database(name)

@@ -18,6 +18,7 @@ from typing import Awaitable, Callable
 
 from aiohttp import web
 
+from lapis.requestkeys import REQUEST_ID, REGION
 from lapis.backends.simulator import SimulatorBackend
 from lapis.catalog import load_catalogue
 from lapis.dataplane.directory import Directory
@@ -43,7 +44,7 @@ def _is_arm(request: web.Request) -> bool:
 @web.middleware
 async def request_ids(request: web.Request, handler: Handler) -> web.StreamResponse:
     request_id = str(uuid.uuid4())
-    request["request_id"] = request_id
+    request[REQUEST_ID] = request_id
     response = await handler(request)
     if not response.prepared:
         response.headers.setdefault("apim-request-id", request_id)
@@ -60,8 +61,8 @@ def _render(request: web.Request, error: ApiError) -> web.Response:
         return arm_error_response(error)
     response = web.Response(body=error.body, status=error.status, content_type="application/json")
     response.headers.update(error.headers)
-    if request.get("region"):
-        response.headers["x-ms-region"] = request["region"]
+    if request.get(REGION):
+        response.headers["x-ms-region"] = request[REGION]
     return response
 
 
@@ -81,8 +82,8 @@ def error_bodies(max_body_bytes: int):  # noqa: ANN201 - an aiohttp middleware
                 return _render(request, errors.resource_not_found())
             raise
         except Exception:  # noqa: BLE001 - the one place a bug becomes Azure's 500
-            log.exception("unhandled error (request %s)", request.get("request_id"))
-            return _render(request, errors.internal_error(request.get("request_id", "")))
+            log.exception("unhandled error (request %s)", request.get(REQUEST_ID))
+            return _render(request, errors.internal_error(request.get(REQUEST_ID, "")))
 
     return middleware
 
@@ -144,5 +145,9 @@ def create_app(settings: Settings, services: Services | None = None) -> web.Appl
     app.router.add_get("/healthz", healthz)
     admin.add_routes(app, lambda: app[SERVICES])
     add_routes(app, plane)
-    app.router.add_route("*", "/{tail:.*}", lambda request: _fallback(request, arm))
+
+    async def fallback(request: web.Request) -> web.StreamResponse:
+        return await _fallback(request, arm)
+
+    app.router.add_route("*", "/{tail:.*}", fallback)
     return app

@@ -191,6 +191,10 @@ def test_sdk_streaming_chat_with_usage(sdk):
     assert stream["content"] == "".join(stream["deltas"])
     assert len(stream["ids"]) == 1 and stream["ids"][0].startswith("chatcmpl-"), stream["ids"]
     assert stream["objects"] == ["chat.completion.chunk"]
+    # Azure's leading prompt_filter_results chunk (id "", object "") is optional, first if present.
+    assert stream["filter_chunks"] <= 1
+    if stream["filter_chunks"]:
+        assert stream["filter_chunk_first"] is True
     assert stream["finish_reason"] in ("stop", "length")
     assert stream["usage"] is not None, "no usage chunk despite stream_options.include_usage"
     assert stream["usage_chunk_choices"] == 0, "the usage chunk must have choices: []"

@@ -94,9 +94,18 @@ result.stream = await section(async () => {
   let usage = null;
   let usageChunkChoices = null;
   let chunks = 0;
+  let filterChunks = 0;
+  let filterChunkFirst = null;
   for await (const chunk of stream) {
     chunks += 1;
-    if (chunk.id) ids.add(chunk.id);
+    // Azure opens the stream with a content-filter chunk: id "", object "", choices [],
+    // prompt_filter_results. Count it apart from the real chunks.
+    if (chunk.object === "" && (chunk.choices ?? []).length === 0 && chunk.prompt_filter_results) {
+      filterChunks += 1;
+      filterChunkFirst ??= chunks === 1;
+      continue;
+    }
+    ids.add(chunk.id);
     objects.add(chunk.object);
     for (const choice of chunk.choices ?? []) {
       if (typeof choice.delta?.content === "string") deltas.push(choice.delta.content);
@@ -109,6 +118,8 @@ result.stream = await section(async () => {
   }
   return {
     chunks,
+    filter_chunks: filterChunks,
+    filter_chunk_first: filterChunkFirst,
     deltas,
     content: deltas.join(""),
     ids: [...ids],

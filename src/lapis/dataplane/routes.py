@@ -14,6 +14,7 @@ from typing import Any, Awaitable, Callable
 import msgspec
 from aiohttp import web
 
+from lapis.requestkeys import REGION, DEPLOYMENT
 from lapis.dataplane import apiversions, chat, embeddings, responses
 from lapis.dataplane.directory import AccountEntry, DeploymentEntry
 from lapis.dataplane.protocol import ChatRequest, CompletionsRequest, EmbeddingsRequest, decode
@@ -77,7 +78,7 @@ class DataPlane:
             raise errors.api_version_not_supported()
         key, bearer = self._presented_key(request, v1)
         entry = self._account(request, key)
-        request["region"] = entry.region
+        request[REGION] = entry.region
         if not entry.public_network_access:
             raise errors.public_access_disabled()
         if key is None or (bearer and not v1):
@@ -94,15 +95,15 @@ class DataPlane:
         dep = entry.deployment(name) if name else None
         if dep is None:
             raise errors.deployment_not_found()
-        request["deployment"] = dep.name
+        request[DEPLOYMENT] = dep.name
         if dep.model.kind != OPERATIONS[operation]:
             raise errors.operation_not_supported(operation, dep.model.name)
         return dep
 
     def headers(self, request: web.Request) -> dict[str, str]:
-        out = {"x-ms-region": request.get("region", "")}
-        if "deployment" in request:
-            out["x-ms-deployment-name"] = request["deployment"]
+        out = {"x-ms-region": request.get(REGION, "")}
+        if DEPLOYMENT in request:
+            out["x-ms-deployment-name"] = request[DEPLOYMENT]
         return out
 
     async def _body(self, request: web.Request) -> bytes:

@@ -18,6 +18,7 @@ from typing import Any, Mapping
 import msgspec
 from aiohttp import web
 
+from lapis.requestkeys import REQUEST_ID
 from lapis.backends.base import Backend, ChatCall, Choice
 from lapis.dataplane.chat import completion_tokens
 from lapis.dataplane.responses import ChunkMaker
@@ -68,7 +69,7 @@ async def stream_chat(request: web.Request, backend: Backend, call: ChatCall, mo
     except ApiError as exc:
         await _write_error(response, exc.json())
     except Exception:  # noqa: BLE001 - the status line is gone: report in-band
-        request_id = request.get("request_id", "")
+        request_id = request.get(REQUEST_ID, "")
         log.exception("stream failed (request %s)", request_id)
         await _write_error(response, errors.internal_error(request_id).json())
     finally:

@@ -18,6 +18,7 @@ from typing import Any
 
 from aiohttp import web
 
+from lapis.requestkeys import REQUEST_ID
 from lapis.errors import ApiError
 from lapis.errors import catalogue as errors
 from lapis.management import accounts, deployments, shapes, tenancy
@@ -253,9 +254,9 @@ class ArmApp:
             raise errors.arm_missing_api_version()
         body = await read_json(request) if request.method in ("PUT", "PATCH", "POST") else {}
         response = await route.handler(Ctx(self.services, request, params, body))
-        response.headers.setdefault("x-ms-request-id", request.get("request_id", str(uuid.uuid4())))
+        response.headers.setdefault("x-ms-request-id", request.get(REQUEST_ID, str(uuid.uuid4())))
         response.headers.setdefault("x-ms-correlation-request-id", request.headers.get(
-            "x-ms-correlation-request-id", request.get("request_id", "")))
+            "x-ms-correlation-request-id", request.get(REQUEST_ID, "")))
         return response
 
 

@@ -185,13 +185,18 @@ class SqlStore:
             )
             if count:
                 return False
-            await conn.execute(
-                "INSERT INTO accounts (kind, sku_name, location, subdomain_key, key1, key2, etag, doc, updated_at, "
-                "id, subscription_id, group_key, name_key, name, created_at) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                *values, account.id, account.subscription_id, account.group.lower(), account.name.lower(),
-                account.name, account.created_at,
-            )
+            try:
+                await conn.execute(
+                    "INSERT INTO accounts (kind, sku_name, location, subdomain_key, key1, key2, etag, doc, "
+                    "updated_at, id, subscription_id, group_key, name_key, name, created_at) "
+                    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    *values, account.id, account.subscription_id, account.group.lower(), account.name.lower(),
+                    account.name, account.created_at,
+                )
+            except Exception as exc:  # sqlite3.IntegrityError / asyncpg.UniqueViolationError
+                if "subdomain" in str(exc).lower():
+                    raise Conflict(subdomain) from exc  # another writer took it meanwhile
+                raise
             return True
 
     async def account(self, sub_id: str, group: str, name: str) -> Account | None:

@@ -1,0 +1,47 @@
+"""What a bug looks like on the wire: Azure's 500 body carrying the request id,
+never a stack trace. Driven in-process with a backend that fails."""
+
+from __future__ import annotations
+
+import re
+
+from aiohttp.test_utils import TestClient, TestServer
+
+from lapis import demo, settings
+from lapis.app import build_services, create_app
+from lapis.backends.base import BackendStats
+
+
+class BrokenBackend:
+    """A real Backend whose engine is down in an unexpected way."""
+
+    stats = BackendStats()
+
+    async def chat(self, call):
+        raise RuntimeError("engine exploded")
+
+    def chat_stream(self, call):
+        raise RuntimeError("engine exploded")
+
+    async def embed(self, call):
+        raise RuntimeError("engine exploded")
+
+
+async def test_unexpected_failure_is_azures_500_with_the_request_id(tmp_path):
+    conf = settings.load({"LAPIS_HOME": str(tmp_path)})
+    services = await build_services(conf)
+    await demo.seed(services)
+    services.backend = BrokenBackend()
+    key = (await services.store.accounts())[0].key1
+    async with TestClient(TestServer(create_app(conf, services))) as client:
+        resp = await client.post("/accounts/lapis-demo/openai/deployments/gpt-4o-mini/chat/completions",
+                                 params={"api-version": "2024-10-21"}, headers={"api-key": key},
+                                 json={"messages": [{"role": "user", "content": "hi"}]})
+        body = await resp.json()
+        assert resp.status == 500
+        request_id = resp.headers["apim-request-id"]
+        assert body["error"]["type"] == "server_error" and body["error"]["code"] is None
+        assert body["error"]["param"] is None
+        assert f"(Please include the request ID {request_id} in your message.)" in body["error"]["message"]
+        assert "Traceback" not in await resp.text() and "exploded" not in await resp.text()
+        assert re.fullmatch(r"[0-9a-f-]{36}", request_id)

@@ -41,15 +41,9 @@ from lapis.backends import wordgen
 from lapis.backends.base import BackendStats, ChatCall, Choice, Delta, EmbedCall, ToolCall
 from lapis.backends.schema_instance import instance_for
 
-__all__ = ["SimulatorBackend", "NATIVE_DIMENSIONS"]
+__all__ = ["SimulatorBackend"]
 
 _BASE62 = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
-#: Native vector size per embedding model; others default to 1536.
-NATIVE_DIMENSIONS = {
-    "text-embedding-3-large": 3072,
-    "text-embedding-3-small": 1536,
-    "text-embedding-ada-002": 1536,
-}
 MIN_TEXT_TOKENS, MAX_TEXT_TOKENS = 12, 60
 
 
@@ -128,8 +122,9 @@ def _plan(call: ChatCall, index: int) -> _Plan:
 def _embedding(model: str, item: str | list[int], dimensions: int) -> list[float]:
     key = "text:" + item if isinstance(item, str) else "tokens:" + json.dumps(list(item))
     seed = int.from_bytes(hashlib.sha256(f"{model}\n{key}".encode()).digest()[:8], "big")
-    full = max(NATIVE_DIMENSIONS.get(model, 1536), dimensions)
-    vector = np.random.default_rng(seed).standard_normal(full)[:dimensions]
+    # Draws are sequential, so a shorter vector is the prefix of the longer
+    # one, renormalised: Matryoshka-like, as `dimensions` is on the service.
+    vector = np.random.default_rng(seed).standard_normal(dimensions)
     return (vector / np.linalg.norm(vector)).tolist()
 
 

@@ -139,6 +139,37 @@ class ChunkMaker:
                 "usage": usage(prompt, completion)}
 
 
+class TextChunkMaker(ChunkMaker):
+    """The legacy completions stream: text chunks, no role chunk (Lapis's
+    choice of shape: the chat sequence with `text` in place of `delta`)."""
+
+    def __init__(self, model_id: str, include_usage: bool):
+        super().__init__(model_id, include_usage)
+        self.id = new_id("cmpl-")
+
+    def _text(self, index: int, text: str, finish: str | None, filters: dict[str, Any]) -> dict[str, Any]:
+        chunk = {"choices": [{"content_filter_results": filters, "finish_reason": finish, "index": index,
+                              "logprobs": None, "text": text}],
+                 "created": self.created, "id": self.id, "model": self.model_id, "object": "text_completion"}
+        if self.include_usage:
+            chunk["usage"] = None
+        return chunk
+
+    def role(self, index: int) -> None:  # type: ignore[override]
+        return None
+
+    def delta(self, d: Delta) -> dict[str, Any]:
+        if d.finish_reason is not None:
+            return self._text(d.index, "", d.finish_reason, {})
+        return self._text(d.index, d.content or "", None, CHOICE_FILTERS)
+
+    def usage(self, prompt: int, completion: int) -> dict[str, Any]:
+        return {"choices": [], "created": self.created, "id": self.id, "model": self.model_id,
+                "object": "text_completion",
+                "usage": {"completion_tokens": completion, "prompt_tokens": prompt,
+                          "total_tokens": prompt + completion}}
+
+
 def embedding_item(index: int, vector: list[float], base64_format: bool) -> dict[str, Any]:
     if base64_format:
         packed = struct.pack(f"<{len(vector)}f", *vector)

@@ -130,15 +130,19 @@ class DataPlane:
         used = chat.completion_tokens(choices, call.tokenizer)
         return json_response(responses.chat_completion(choices, dep.model_id, prompt, used), self.headers(request))
 
-    async def completions(self, request: web.Request) -> web.Response:
+    async def completions(self, request: web.Request) -> web.StreamResponse:
         entry = self._authorize(request, False)
         body = await self._body(request)
         dep = self._deployment(request, entry, request.match_info.get("deployment"), "completions")
         req = decode(body, CompletionsRequest)
-        if req.stream:
-            raise errors.invalid_value("stream", "Streaming is not supported by Lapis for the legacy completions "
-                                       "API yet; use chat completions.", None)
         calls, prompt = chat.resolve_completions(req, dep)
+        if req.stream:
+            if len(calls) > 1:
+                raise errors.invalid_value("prompt", "Lapis streams one prompt at a time; send the prompts in "
+                                           "separate requests.", None)
+            include_usage = bool(req.stream_options and req.stream_options.include_usage)
+            return await stream_chat(request, self.services.backend, calls[0], dep.model_id, prompt,
+                                     include_usage, self.headers(request), text=True)
         choices = []
         for call in calls:
             for choice in await self.services.backend.chat(call):

@@ -21,7 +21,7 @@ from aiohttp import web
 from lapis.requestkeys import REQUEST_ID
 from lapis.backends.base import Backend, ChatCall, Choice
 from lapis.dataplane.chat import completion_tokens
-from lapis.dataplane.responses import ChunkMaker
+from lapis.dataplane.responses import ChunkMaker, TextChunkMaker
 from lapis.errors import ApiError
 from lapis.errors import catalogue as errors
 
@@ -35,11 +35,12 @@ def event(payload: Any) -> bytes:
 
 
 async def stream_chat(request: web.Request, backend: Backend, call: ChatCall, model_id: str, prompt_tokens: int,
-                      include_usage: bool, headers: Mapping[str, str]) -> web.StreamResponse:
+                      include_usage: bool, headers: Mapping[str, str], text: bool = False) -> web.StreamResponse:
+    """Stream one call; `text` selects the legacy completions chunk shape."""
     response = web.StreamResponse(status=200, headers={
         **headers, "Content-Type": "text/event-stream; charset=utf-8", "Cache-Control": "no-cache"})
     await response.prepare(request)
-    maker = ChunkMaker(model_id, include_usage)
+    maker = (TextChunkMaker if text else ChunkMaker)(model_id, include_usage)
     await response.write(event(maker.first()))
     started: set[int] = set()
     pieces: dict[int, list[str]] = {}
@@ -50,7 +51,9 @@ async def stream_chat(request: web.Request, backend: Backend, call: ChatCall, mo
         async for delta in generator:
             if delta.index not in started:
                 started.add(delta.index)
-                await response.write(event(maker.role(delta.index)))
+                role = maker.role(delta.index)
+                if role is not None:
+                    await response.write(event(role))
             if delta.finish_reason is not None:
                 finish[delta.index] = delta.finish_reason
             if delta.content:

@@ -21,11 +21,11 @@ class StreamOptions(msgspec.Struct, forbid_unknown_fields=True):
     include_obfuscation: bool | None = None
 
 
-class ChatRequest(msgspec.Struct, forbid_unknown_fields=True):
-    messages: list[Any]
+class _Sampling(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+    """Fields chat and legacy completions share."""
+
     model: str | None = None
     max_tokens: int | None = None
-    max_completion_tokens: int | None = None
     n: int | None = None
     temperature: float | None = None
     top_p: float | None = None
@@ -33,16 +33,21 @@ class ChatRequest(msgspec.Struct, forbid_unknown_fields=True):
     stream: bool | None = None
     stream_options: StreamOptions | None = None
     seed: int | None = None
+    presence_penalty: float | None = None
+    frequency_penalty: float | None = None
+    logit_bias: dict[str, float] | None = None
+    user: str | None = None
+
+
+class ChatRequest(_Sampling, kw_only=True):
+    messages: list[Any]
+    max_completion_tokens: int | None = None
     tools: list[dict[str, Any]] | None = None
     tool_choice: str | dict[str, Any] | None = None
     parallel_tool_calls: bool | None = None
     response_format: dict[str, Any] | None = None
-    presence_penalty: float | None = None
-    frequency_penalty: float | None = None
-    logit_bias: dict[str, float] | None = None
     logprobs: bool | None = None
     top_logprobs: int | None = None
-    user: str | None = None
     functions: list[dict[str, Any]] | None = None
     function_call: str | dict[str, Any] | None = None
     data_sources: list[dict[str, Any]] | None = None
@@ -60,25 +65,12 @@ class ChatRequest(msgspec.Struct, forbid_unknown_fields=True):
     web_search_options: dict[str, Any] | None = None
 
 
-class CompletionsRequest(msgspec.Struct, forbid_unknown_fields=True):
+class CompletionsRequest(_Sampling, kw_only=True):
     prompt: str | list[Any] | None = None
-    model: str | None = None
-    max_tokens: int | None = None
-    n: int | None = None
-    temperature: float | None = None
-    top_p: float | None = None
-    stop: str | list[str] | None = None
-    stream: bool | None = None
-    stream_options: StreamOptions | None = None
-    seed: int | None = None
     echo: bool | None = None
     best_of: int | None = None
     logprobs: int | None = None
     suffix: str | None = None
-    presence_penalty: float | None = None
-    frequency_penalty: float | None = None
-    logit_bias: dict[str, float] | None = None
-    user: str | None = None
 
 
 class EmbeddingsRequest(msgspec.Struct, forbid_unknown_fields=True):

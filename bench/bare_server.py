@@ -1,7 +1,9 @@
 """The baseline for bench/chat_throughput.py: the least an aiohttp.web JSON endpoint can do.
 
 One POST route (any path) that decodes the JSON body with msgspec and answers
-with a ~600-byte chat.completion-shaped JSON document, encoded with msgspec.
+with a ~600-byte chat.completion-shaped JSON document, encoded with msgspec; with
+"stream": true in the body it answers an Azure-shaped SSE stream instead (one chunk
+per word, max_tokens words at most; used by bench/stream_throughput.py).
 Same event-loop policy as `lapis serve` (uvloop when importable, else asyncio),
 no middleware, no access log. Listens on 127.0.0.1 only.
 
@@ -45,13 +47,40 @@ def answer(body: dict) -> bytes:
     })
 
 
-async def handle(request: web.Request) -> web.Response:
+def _chunk(delta: dict, finish: str | None = None) -> bytes:
+    return b"data: " + _encode({
+        "choices": [{"content_filter_results": {}, "delta": delta, "finish_reason": finish, "index": 0,
+                     "logprobs": None}],
+        "created": 1795750870, "id": "chatcmpl-xOhwgtdgBUW1gedYdQIHqP6N5Y8P5", "model": "gpt-4o-mini-2024-07-18",
+        "object": "chat.completion.chunk", "system_fingerprint": "fp_27bebe765c",
+    }) + b"\n\n"
+
+
+async def stream(request: web.Request, body: dict) -> web.StreamResponse:
+    """The same SSE sequence as an Azure chat stream: prompt filters, role, one chunk per word, finish, [DONE]."""
+    response = web.StreamResponse(headers={"Content-Type": "text/event-stream; charset=utf-8",
+                                           "Cache-Control": "no-cache"})
+    await response.prepare(request)
+    await response.write(b'data: {"choices":[],"created":0,"id":"","model":"","object":"",'
+                         b'"prompt_filter_results":[{"prompt_index":0,"content_filter_results":{}}]}\n\n')
+    await response.write(_chunk({"content": "", "refusal": None, "role": "assistant"}))
+    words = (CONTENT.split(" ") * 8)[: int(body.get("max_tokens") or 16)]
+    for i, word in enumerate(words):
+        await response.write(_chunk({"content": word if i == 0 else " " + word}))
+    await response.write(_chunk({}, "length"))
+    await response.write(b"data: [DONE]\n\n")
+    return response
+
+
+async def handle(request: web.Request) -> web.StreamResponse:
     try:
         body = _decode(await request.read())
     except msgspec.DecodeError:
         return web.Response(status=400, body=b'{"error":"bad json"}', content_type="application/json")
     if not isinstance(body, dict):
         return web.Response(status=400, body=b'{"error":"not an object"}', content_type="application/json")
+    if body.get("stream"):
+        return await stream(request, body)
     return web.Response(body=answer(body), content_type="application/json")
 
 

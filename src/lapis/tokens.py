@@ -11,7 +11,7 @@ does for user content.
 from __future__ import annotations
 
 import json
-from functools import lru_cache
+import threading
 from typing import Any, Iterable, Sequence
 
 import quicktok
@@ -64,15 +64,26 @@ class Encoding:
         return f"Encoding({self.name!r})"
 
 
-@lru_cache(maxsize=None)
+_loaded: dict[str, Encoding] = {}
+_loading = threading.Lock()
+
+
 def encoding(name: str) -> Encoding:
-    """The encoding called `name` ("o200k_base", "cl100k_base", ...), cached.
+    """The encoding called `name` ("o200k_base", "cl100k_base", ...), loaded
+    once, on first use (~1 s and 30-60 MB each, so only what is used is
+    loaded; a lock keeps two threads from loading the same one).
 
     Raises ValueError for a name the tokenizer library does not know."""
-    try:
-        return Encoding(name)
-    except (KeyError, ValueError, RuntimeError) as exc:
-        raise ValueError(f"unknown encoding {name!r}") from exc
+    found = _loaded.get(name)
+    if found is not None:
+        return found
+    with _loading:
+        if name not in _loaded:
+            try:
+                _loaded[name] = Encoding(name)
+            except (KeyError, ValueError, RuntimeError) as exc:
+                raise ValueError(f"unknown encoding {name!r}") from exc
+        return _loaded[name]
 
 
 def count_text(text: str, encoding_name: str) -> int:

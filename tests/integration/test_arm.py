@@ -214,3 +214,15 @@ def test_unregistered_and_unapproved_subscriptions(lapis_server):
     requests.post(f"{lapis_server.url}/lapis/admin/subscriptions/{sub}/approve",
                   headers={"Authorization": f"Bearer {lapis_server.admin_token}"}, timeout=10).raise_for_status()
     assert lapis_server.arm("PUT", lapis_server.account_path("rg1", "acct", sub), body).status_code == 201
+
+
+def test_other_namespaces_are_not_served(lapis_server):
+    resp = lapis_server.arm("GET", f"{SUB}/providers/Microsoft.Storage", api_version="2021-04-01")
+    assert resp.status_code == 404 and resp.json()["error"]["code"] == "NamespaceNotFound"
+
+
+def test_subscription_ids_must_be_guids(lapis_server):
+    resp = requests.post(f"{lapis_server.url}/lapis/admin/subscriptions",
+                         json={"displayName": "x", "subscriptionId": "not-a-guid"},
+                         headers={"Authorization": f"Bearer {lapis_server.admin_token}"}, timeout=10)
+    assert resp.status_code == 400 and resp.json()["error"]["code"] == "InvalidSubscriptionId"

@@ -34,6 +34,7 @@ import random
 from dataclasses import dataclass
 from typing import Any, AsyncIterator
 
+import msgspec
 import numpy as np
 
 from lapis import tokens
@@ -58,7 +59,7 @@ class _Plan:
 
 def _rng(call: ChatCall, index: int) -> random.Random:
     temperature = float(call.temperature)
-    material = json.dumps(
+    material = msgspec.json.encode(
         {
             "messages": call.messages,
             "model": call.model,
@@ -66,10 +67,9 @@ def _rng(call: ChatCall, index: int) -> random.Random:
             "temperature": temperature,
             "index": index,
         },
-        sort_keys=True,
-        default=str,
+        order="sorted",
     )
-    return random.Random(int.from_bytes(hashlib.sha256(material.encode()).digest()[:16], "big"))
+    return random.Random(int.from_bytes(hashlib.sha256(material).digest()[:16], "big"))
 
 
 def _forced_function(call: ChatCall) -> dict[str, Any] | None:
@@ -93,7 +93,9 @@ def _content(call: ChatCall, rng: random.Random, enc: tokens.Encoding) -> str:
         return json.dumps(instance_for(schema, rng))
     if kind == "json_object":
         return json.dumps({"answer": wordgen.sentence(rng, call.temperature), "score": round(rng.random(), 2)})
-    target = rng.randint(MIN_TEXT_TOKENS, MAX_TEXT_TOKENS)
+    # Generate no more than the cap needs: a smaller max_tokens sees a prefix
+    # of the same sentences (the RNG draws them in the same order).
+    target = min(rng.randint(MIN_TEXT_TOKENS, MAX_TEXT_TOKENS), max(call.max_tokens, 0) + 1)
     return wordgen.paragraph(rng, call.temperature, target, enc.count)
 
 

@@ -93,11 +93,15 @@ def sentence(rng: random.Random, temperature: float) -> str:
 
 
 def paragraph(rng: random.Random, temperature: float, min_tokens: int, count: Callable[[str], int]) -> str:
-    """Whole sentences until `count(text)` reaches `min_tokens` (at least one)."""
-    text = sentence(rng, temperature)
-    while count(text) < min_tokens:
-        text += " " + sentence(rng, temperature)
-    return text
+    """Whole sentences until their token count reaches `min_tokens` (at least
+    one). Counted a sentence at a time: the words are single tokens with or
+    without their leading space, so the parts add up to the whole."""
+    parts = [sentence(rng, temperature)]
+    total = count(parts[0])
+    while total < min_tokens:
+        parts.append(sentence(rng, temperature))
+        total += count(parts[-1])
+    return " ".join(parts)
 
 
 def words(rng: random.Random, n: int, temperature: float = 1.0) -> str:

@@ -1,12 +1,46 @@
-"""Entry point of the `lapis` command (temporary: serve only)."""
+"""Entry point of the `lapis` command: `lapis serve`, and a client of the
+management API modelled on `az` (flags spelled as az spells them).
+
+    lapis serve
+    lapis provider register|unregister|show
+    lapis group create|show|list|exists|delete
+    lapis account list|show                              (subscriptions, as az account)
+    lapis cognitiveservices account create|show|list|update|delete|list-models
+    lapis cognitiveservices account deployment create|list|show|delete
+    lapis cognitiveservices account keys list|regenerate
+    lapis cognitiveservices model list
+    lapis admin approve-subscription|revoke-subscription|stats
+    lapis admin subscription create
+
+The client commands talk HTTP only; they find the server and the admin
+credential in LAPIS_HOME/server.json (LAPIS_URL overrides the URL). Errors
+print to stderr as az prints them and exit with status 1.
+"""
 
 from __future__ import annotations
+
+import sys
+from typing import Sequence
 
 import typer
 
 from lapis import settings as settings_module
+from lapis.cli.admin import admin_app
+from lapis.cli.client import CliError
+from lapis.cli.cognitiveservices import cognitiveservices_app
+from lapis.cli.groups import group_app, provider_app
+from lapis.cli.subscriptions import account_app
 
-app = typer.Typer(no_args_is_help=True, add_completion=False)
+# Options that take several space-separated values, as az's nargs='+'.
+MULTI_VALUE = ("--tags",)
+
+app = typer.Typer(no_args_is_help=True, add_completion=False, rich_markup_mode=None,
+                  pretty_exceptions_enable=False)
+app.add_typer(provider_app, name="provider")
+app.add_typer(group_app, name="group")
+app.add_typer(account_app, name="account")
+app.add_typer(cognitiveservices_app, name="cognitiveservices")
+app.add_typer(admin_app, name="admin")
 
 
 @app.callback()
@@ -24,5 +58,29 @@ def serve(host: str = typer.Option(None, help="Address to listen on"),
     run(settings_module.load(host=host, port=port, demo=demo or None))
 
 
-def main() -> None:
-    app()
+def expand_multi_values(args: Sequence[str]) -> list[str]:
+    """`--tags a=1 b=2` (az) becomes `--tags a=1 --tags b=2` (what the parser takes)."""
+    result: list[str] = []
+    current: str | None = None
+    for arg in args:
+        if arg.startswith("-") and arg != "-":
+            current = arg if arg in MULTI_VALUE else None
+            result.append(arg)
+            taken = 0
+        elif current is not None:
+            if taken:
+                result.append(current)
+            result.append(arg)
+            taken += 1
+        else:
+            result.append(arg)
+    return result
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    args = expand_multi_values(sys.argv[1:] if argv is None else argv)
+    try:
+        app(args=args, prog_name="lapis")
+    except CliError as error:
+        typer.echo(error.render(), err=True)
+        sys.exit(1)

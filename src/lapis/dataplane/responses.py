@@ -8,7 +8,7 @@ captured). Content filtering is not modelled yet: every annotation says safe.
 from __future__ import annotations
 
 import base64
-import secrets
+import random
 import string
 import struct
 import time
@@ -23,9 +23,12 @@ PROMPT_FILTERS = {"hate": SAFE, "jailbreak": {"filtered": False, "detected": Fal
                   "sexual": SAFE, "violence": SAFE}
 
 
+_ids = random.Random()  # ids need to be unique, not secret: no system call per id
+
+
 def new_id(prefix: str) -> str:
     """chatcmpl-<29 base62 characters>, the captured shape."""
-    return prefix + "".join(secrets.choice(_ALPHABET) for _ in range(29))
+    return prefix + "".join(_ids.choices(_ALPHABET, k=29))
 
 
 def fingerprint(model_id: str) -> str:

@@ -62,6 +62,7 @@ async def get_subscription(c: Ctx) -> web.Response:
 
 async def get_provider(c: Ctx) -> web.Response:
     await tenancy.require_subscription(c.services, c.p("sub"))
+    tenancy.require_namespace(c.p("ns"))
     state = await c.services.store.registration(c.p("sub"), c.p("ns"))
     return arm_json(shapes.provider(c.p("sub"), state, c.services.catalogue))
 

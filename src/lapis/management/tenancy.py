@@ -32,6 +32,12 @@ async def ensure_default_subscription(services: Services) -> None:
 
 async def create_subscription(services: Services, display_name: str, sub_id: str | None = None,
                               approved: bool = False) -> Subscription:
+    if sub_id is not None:
+        try:
+            sub_id = str(uuid.UUID(str(sub_id)))
+        except ValueError:
+            raise errors.arm_bad_request(f"The subscription id '{sub_id}' is not a valid GUID.",
+                                         "InvalidSubscriptionId") from None
     sub = Subscription(id=(sub_id or str(uuid.uuid4())).lower(), display_name=display_name,
                        tenant_id=DEFAULT_TENANT, openai_approved=approved, created_at=now())
     if not await services.store.add_subscription(sub):
@@ -51,18 +57,24 @@ async def require_registered(services: Services, sub_id: str) -> None:
         raise errors.missing_subscription_registration(NAMESPACE)
 
 
+def require_namespace(namespace: str) -> None:
+    """Lapis serves one resource provider."""
+    if namespace.lower() != NAMESPACE.lower():
+        raise errors.arm(404, "NamespaceNotFound", f"The resource namespace '{namespace}' is invalid.")
+
+
 async def register(services: Services, sub_id: str, namespace: str) -> str:
     """Registration is instant here: NotRegistered -> Registered (Azure passes
     through Registering; a poller that waits for Registered sees it at once)."""
     await require_subscription(services, sub_id)
-    if namespace.lower() != NAMESPACE.lower():
-        raise errors.arm(404, "NamespaceNotFound", f"The resource namespace '{namespace}' is invalid.")
+    require_namespace(namespace)
     await services.store.set_registration(sub_id, NAMESPACE, "Registered")
     return "Registered"
 
 
 async def unregister(services: Services, sub_id: str, namespace: str) -> str:
     await require_subscription(services, sub_id)
+    require_namespace(namespace)
     await services.store.set_registration(sub_id, NAMESPACE, "NotRegistered")
     return "NotRegistered"
 

@@ -21,6 +21,7 @@ from aiohttp import web
 from lapis.requestkeys import REQUEST_ID, REGION
 from lapis.backends.simulator import SimulatorBackend
 from lapis.catalog import load_catalogue
+from lapis.dataplane.admission import Gate
 from lapis.dataplane.directory import Directory
 from lapis.dataplane.routes import DataPlane, add_routes
 from lapis.errors import ApiError
@@ -28,6 +29,7 @@ from lapis.errors import catalogue as errors
 from lapis.management import admin, tenancy
 from lapis.management.routes import ArmApp, arm_error_response
 from lapis.services import Services
+from lapis.ratelimit import UnlimitedLimiter, open_limiter
 from lapis.settings import Settings
 from lapis.store.sql import SqlStore
 
@@ -116,6 +118,8 @@ async def build_services(settings: Settings) -> Services:
         settings=settings, store=store, catalogue=load_catalogue(), directory=Directory(),
         backend=SimulatorBackend(ttft_ms=settings.sim_ttft_ms, token_ms=settings.sim_token_ms),
         admin_token=admin_token,
+        gate=Gate(open_limiter(settings.redis_url or None, failure_mode=settings.ratelimit_failure)
+                  if settings.ratelimit else UnlimitedLimiter()),
     )
     await tenancy.ensure_default_subscription(services)
     await services.load_directory()
@@ -136,6 +140,7 @@ def create_app(settings: Settings, services: Services | None = None) -> web.Appl
             await demo.seed(built)
 
     async def stop(app: web.Application) -> None:
+        await app[SERVICES].gate.close()
         await app[SERVICES].store.close()
 
     plane = DataPlane(services)  # type: ignore[arg-type]  # filled in at start-up

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 
 from lapis.backends.base import Backend
 from lapis.catalog import Catalogue
+from lapis.dataplane.admission import Gate
 from lapis.dataplane.directory import Directory, build_entry
 from lapis.settings import Settings
 from lapis.store.sql import SqlStore
@@ -30,6 +31,7 @@ class Services:
     directory: Directory
     backend: Backend
     admin_token: str
+    gate: Gate
 
     async def refresh_account(self, account_id: str) -> None:
         """Re-read one account and its deployments into the data-plane directory."""

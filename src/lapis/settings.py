@@ -28,6 +28,9 @@ class Settings:
     sim_ttft_ms: float = 0.0
     sim_token_ms: float = 0.0
     demo: bool = False
+    redis_url: str = ""  # LAPIS_REDIS_URL: rate-limit counters shared by replicas; empty = in-process
+    ratelimit_failure: str = "open"  # what to do when Redis is unreachable: open | closed
+    ratelimit: bool = True  # LAPIS_RATELIMIT=off turns per-deployment limits off (benchmarks, load tests)
     server_url: str = ""  # for the CLI: LAPIS_URL, overriding the one in LAPIS_HOME
     extra: dict[str, str] = field(default_factory=dict)
 
@@ -71,6 +74,9 @@ def load(env: dict[str, str] | None = None, **overrides: object) -> Settings:
         sim_ttft_ms=_float(env, "LAPIS_SIM_TTFT_MS", 0.0),
         sim_token_ms=_float(env, "LAPIS_SIM_TOKEN_MS", 0.0),
         demo=env.get("LAPIS_DEMO", "").lower() in ("1", "true", "yes"),
+        redis_url=env.get("LAPIS_REDIS_URL", ""),
+        ratelimit_failure=env.get("LAPIS_RATELIMIT_FAILURE", "open").lower(),
+        ratelimit=env.get("LAPIS_RATELIMIT", "on").lower() not in ("off", "0", "false", "no"),
         server_url=env.get("LAPIS_URL", ""),
     )
     values.update({k: v for k, v in overrides.items() if v is not None})

@@ -25,7 +25,7 @@ def make_account(server, group: str, subdomain: str | None, deployment: str = "c
     account = server.arm("PUT", path, {"kind": "OpenAI", "sku": {"name": "S0"}, "location": "eastus",
                                        "properties": props}).json()
     server.arm("PUT", f"{path}/deployments/{deployment}", {
-        "sku": {"name": "Standard", "capacity": 1}, "properties": {"model": {"format": "OpenAI", "name": "gpt-4o-mini"}}})
+        "sku": {"name": "Standard", "capacity": 10}, "properties": {"model": {"format": "OpenAI", "name": "gpt-4o-mini"}}})
     key = server.arm("POST", f"{path}/listKeys").json()["key1"]
     return account["properties"]["endpoint"].rstrip("/"), key, path
 

@@ -14,7 +14,7 @@ def client(lapis_server, demo) -> openai.AzureOpenAI:
     path = lapis_server.account_path("lapis-demo", "lapis-demo")
     for name, model in (("instruct", "gpt-35-turbo-instruct"), ("ada", "text-embedding-ada-002")):
         resp = lapis_server.arm("PUT", f"{path}/deployments/{name}", {
-            "sku": {"name": "Standard", "capacity": 1}, "properties": {"model": {"format": "OpenAI", "name": model}}})
+            "sku": {"name": "Standard", "capacity": 10}, "properties": {"model": {"format": "OpenAI", "name": model}}})
         assert resp.status_code in (200, 201), resp.text
     return openai.AzureOpenAI(azure_endpoint=demo["AZURE_OPENAI_ENDPOINT"], api_key=demo["AZURE_OPENAI_KEY"],
                               api_version="2024-10-21", max_retries=0)

@@ -32,7 +32,7 @@ def setup_account(server, group: str, name: str) -> str:
 
 def deploy(server, path: str, name: str) -> requests.Response:
     return server.arm("PUT", f"{path}/deployments/{name}", {
-        "sku": {"name": "Standard", "capacity": 1}, "properties": {"model": {"format": "OpenAI", "name": "gpt-4o-mini"}}})
+        "sku": {"name": "Standard", "capacity": 10}, "properties": {"model": {"format": "OpenAI", "name": "gpt-4o-mini"}}})
 
 
 def call(server, subdomain: str, key: str, deployment: str) -> int:

@@ -53,6 +53,8 @@ class ModelSpec:
     price_out_per_1k: float
     requests_per_unit: int  # RPM granted per `tokens_per_unit` TPM
     tokens_per_unit: int
+    default_max_tokens: int  # completion budget charged at admission when a request sets none
+    tokens_per_ptu: int  # tokens per minute one provisioned throughput unit serves
     skus: dict[str, dict[str, int]] = field(hash=False)  # sku -> location -> default quota
     capabilities: dict[str, str] = field(hash=False)  # ARM strings: {"chatCompletion": "true"}
     embedding_dimensions: int | None
@@ -210,6 +212,9 @@ def _parse_model(raw: Any, where: str, regions: dict[str, str]) -> ModelSpec:
     rpu = _get(rate, "requestsPerUnit", int, f"{where}.rateLimit")
     tpu = _get(rate, "tokensPerUnit", int, f"{where}.rateLimit")
     _check(rpu > 0 and tpu > 0, f"{where}.rateLimit: requestsPerUnit and tokensPerUnit must be positive")
+    default_max = _get(rate, "defaultMaxTokens", int, f"{where}.rateLimit")
+    per_ptu = _get(rate, "tokensPerPTU", int, f"{where}.rateLimit")
+    _check(default_max >= 0 and per_ptu > 0, f"{where}.rateLimit: defaultMaxTokens >= 0 and tokensPerPTU > 0")
     price = _get(raw, "price", dict, where)
     pin = _get(price, "inputPer1K", (int, float), f"{where}.price")
     pout = _get(price, "outputPer1K", (int, float), f"{where}.price")
@@ -218,7 +223,8 @@ def _parse_model(raw: Any, where: str, regions: dict[str, str]) -> ModelSpec:
         name=name, format=_get(raw, "format", str, where), kind=kind, tokenizer=tokenizer,
         default_version=default, versions=versions,
         price_in_per_1k=float(pin), price_out_per_1k=float(pout),
-        requests_per_unit=rpu, tokens_per_unit=tpu, skus=skus, capabilities=dict(caps),
+        requests_per_unit=rpu, tokens_per_unit=tpu, default_max_tokens=default_max, tokens_per_ptu=per_ptu,
+        skus=skus, capabilities=dict(caps),
         embedding_dimensions=dims, supports_dimensions=supports,
     )
 

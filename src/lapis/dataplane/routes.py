@@ -14,8 +14,9 @@ from typing import Any, Awaitable, Callable
 import msgspec
 from aiohttp import web
 
-from lapis.requestkeys import REGION, DEPLOYMENT
-from lapis.dataplane import apiversions, chat, embeddings, responses
+from lapis.ratelimit.policy import is_provisioned
+from lapis.requestkeys import ADMISSION, DEPLOYMENT, REGION
+from lapis.dataplane import admission, apiversions, chat, embeddings, responses
 from lapis.dataplane.directory import AccountEntry, DeploymentEntry
 from lapis.dataplane.protocol import ChatRequest, CompletionsRequest, EmbeddingsRequest, decode
 from lapis.dataplane.streaming import stream_chat
@@ -95,15 +96,19 @@ class DataPlane:
         dep = entry.deployment(name) if name else None
         if dep is None:
             raise errors.deployment_not_found()
-        request[DEPLOYMENT] = dep.name
+        request[DEPLOYMENT] = dep
         if dep.model.kind != OPERATIONS[operation]:
             raise errors.operation_not_supported(operation, dep.model.name)
         return dep
 
     def headers(self, request: web.Request) -> dict[str, str]:
         out = {"x-ms-region": request.get(REGION, "")}
-        if DEPLOYMENT in request:
-            out["x-ms-deployment-name"] = request[DEPLOYMENT]
+        dep = request.get(DEPLOYMENT)
+        if dep is not None:
+            out["x-ms-deployment-name"] = dep.name
+        ticket = request.get(ADMISSION)
+        if ticket is not None and dep is not None:
+            out.update(ticket.headers(is_provisioned(dep.sku)))
         return out
 
     async def _body(self, request: web.Request) -> bytes:
@@ -121,14 +126,25 @@ class DataPlane:
         dep = self._deployment(request, entry, name, "chat")
         req = decode(body, ChatRequest)
         call, prompt = chat.resolve_chat(req, dep)
+        gate = self.services.gate
+        ticket = await gate.admit(request, entry, dep, admission.chat_cost(req, dep), "chat")
+        request[ADMISSION] = ticket
         backend = self.services.backend
-        if req.stream:
-            include_usage = bool(req.stream_options and req.stream_options.include_usage)
-            return await stream_chat(request, backend, call, dep.model_id, prompt, include_usage,
-                                     self.headers(request))
-        choices = await backend.chat(call)
-        used = chat.completion_tokens(choices, call.tokenizer)
-        return json_response(responses.chat_completion(choices, dep.model_id, prompt, used), self.headers(request))
+        used = 0
+        try:
+            if req.stream:
+                include_usage = bool(req.stream_options and req.stream_options.include_usage)
+                response, used = await stream_chat(request, backend, call, dep.model_id, prompt, include_usage,
+                                                   self.headers(request))
+                used += prompt
+                return response
+            choices = await backend.chat(call)
+            completion = chat.completion_tokens(choices, call.tokenizer)
+            used = prompt + completion
+            payload = responses.chat_completion(choices, dep.model_id, prompt, completion)
+        finally:
+            gate.settle(ticket, used)
+        return json_response(payload, self.headers(request))
 
     async def completions(self, request: web.Request) -> web.StreamResponse:
         entry = self._authorize(request, False)
@@ -136,19 +152,29 @@ class DataPlane:
         dep = self._deployment(request, entry, request.match_info.get("deployment"), "completions")
         req = decode(body, CompletionsRequest)
         calls, prompt = chat.resolve_completions(req, dep)
-        if req.stream:
-            if len(calls) > 1:
-                raise errors.invalid_value("prompt", "Lapis streams one prompt at a time; send the prompts in "
-                                           "separate requests.", None)
-            include_usage = bool(req.stream_options and req.stream_options.include_usage)
-            return await stream_chat(request, self.services.backend, calls[0], dep.model_id, prompt,
-                                     include_usage, self.headers(request), text=True)
-        choices = []
-        for call in calls:
-            for choice in await self.services.backend.chat(call):
-                choices.append(choice.__class__(len(choices), choice.content, choice.finish_reason))
-        used = chat.completion_tokens(choices, dep.model.tokenizer)
-        payload = responses.text_completion(choices, dep.model_id, prompt, used, len(calls))
+        if req.stream and len(calls) > 1:
+            raise errors.invalid_value("prompt", "Lapis streams one prompt at a time; send the prompts in "
+                                       "separate requests.", None)
+        gate = self.services.gate
+        ticket = await gate.admit(request, entry, dep, admission.completions_cost(req, dep), "completions")
+        request[ADMISSION] = ticket
+        used = 0
+        try:
+            if req.stream:
+                include_usage = bool(req.stream_options and req.stream_options.include_usage)
+                response, used = await stream_chat(request, self.services.backend, calls[0], dep.model_id, prompt,
+                                                   include_usage, self.headers(request), text=True)
+                used += prompt
+                return response
+            choices = []
+            for call in calls:
+                for choice in await self.services.backend.chat(call):
+                    choices.append(choice.__class__(len(choices), choice.content, choice.finish_reason))
+            completion = chat.completion_tokens(choices, dep.model.tokenizer)
+            used = prompt + completion
+            payload = responses.text_completion(choices, dep.model_id, prompt, completion, len(calls))
+        finally:
+            gate.settle(ticket, used)
         return json_response(payload, self.headers(request))
 
     async def embeddings(self, request: web.Request) -> web.Response:
@@ -159,7 +185,13 @@ class DataPlane:
         dep = self._deployment(request, entry, name, "embeddings")
         req = decode(body, EmbeddingsRequest)
         call, prompt, as_base64 = embeddings.resolve(req, dep)
-        vectors = await self.services.backend.embed(call)
+        gate = self.services.gate
+        ticket = await gate.admit(request, entry, dep, admission.embeddings_cost(call.inputs), "embeddings")
+        request[ADMISSION] = ticket
+        try:
+            vectors = await self.services.backend.embed(call)
+        finally:
+            gate.settle(ticket, ticket.cost)  # an embedding costs what was charged: nothing to refund
         items = [responses.embedding_item(i, v, as_base64) for i, v in enumerate(vectors)]
         return json_response(responses.embeddings(items, dep.model.name, prompt), self.headers(request))
 

@@ -35,8 +35,11 @@ def event(payload: Any) -> bytes:
 
 
 async def stream_chat(request: web.Request, backend: Backend, call: ChatCall, model_id: str, prompt_tokens: int,
-                      include_usage: bool, headers: Mapping[str, str], text: bool = False) -> web.StreamResponse:
-    """Stream one call; `text` selects the legacy completions chunk shape."""
+                      include_usage: bool, headers: Mapping[str, str],
+                      text: bool = False) -> tuple[web.StreamResponse, int]:
+    """Stream one call; `text` selects the legacy completions chunk shape.
+    Returns the response and the completion tokens generated (all of them, or
+    as many as were produced before the client left)."""
     response = web.StreamResponse(status=200, headers={
         **headers, "Content-Type": "text/event-stream; charset=utf-8", "Cache-Control": "no-cache"})
     await response.prepare(request)
@@ -62,13 +65,11 @@ async def stream_chat(request: web.Request, backend: Backend, call: ChatCall, mo
                 calls.setdefault(delta.index, []).extend(delta.tool_calls)
             await response.write(event(maker.delta(delta)))
         if include_usage:
-            choices = [Choice(i, "".join(pieces.get(i, [])), finish.get(i, "stop"), tuple(calls.get(i, [])))
-                       for i in sorted(started)]
-            await response.write(event(maker.usage(prompt_tokens, completion_tokens(choices, call.tokenizer))))
+            await response.write(event(maker.usage(prompt_tokens, _generated(pieces, calls, finish, call))))
         await response.write(DONE)
     except ConnectionError:
         log.info("client went away mid-stream; generation stopped")
-        return response
+        return response, _generated(pieces, calls, finish, call)
     except ApiError as exc:
         await _write_error(response, exc.json())
     except Exception:  # noqa: BLE001 - the status line is gone: report in-band
@@ -77,7 +78,14 @@ async def stream_chat(request: web.Request, backend: Backend, call: ChatCall, mo
         await _write_error(response, errors.internal_error(request_id).json())
     finally:
         await generator.aclose()
-    return response
+    return response, _generated(pieces, calls, finish, call)
+
+
+def _generated(pieces: dict[int, list[str]], calls: dict[int, list[Any]], finish: dict[int, str],
+               call: ChatCall) -> int:
+    choices = [Choice(i, "".join(pieces.get(i, [])), finish.get(i, "stop"), tuple(calls.get(i, [])))
+               for i in sorted(set(pieces) | set(calls))]
+    return completion_tokens(choices, call.tokenizer)
 
 
 async def _write_error(response: web.StreamResponse, body: Any) -> None:

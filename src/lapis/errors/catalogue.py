@@ -338,6 +338,34 @@ def unknown_model(fmt: str, model: str, version: str | None) -> ApiError:
 
 
 # --------------------------------------------------------------------------
+# Management plane: quota (§5.3, §5.5)
+# --------------------------------------------------------------------------
+
+def insufficient_quota(required: int, quota: str, available: int, usage: int, limit: int) -> ApiError:
+    """Creating or scaling a deployment past the subscription's quota (§5.5, the
+    2024+ form, "require" as Azure writes it). `quota` is the usage's localized
+    name, e.g. "Tokens Per Minute (thousands) - GPT-4o"."""
+    return arm(400, "InsufficientQuota",
+               f"This operation require {required} new capacity in quota {quota}, which is bigger than the current "
+               f"available capacity {available}. The current quota usage is {usage} and the quota limit is {limit} "
+               f"for quota {quota}.")
+
+
+def invalid_quota_request(message: str) -> ApiError:
+    """A quota increase request Lapis will not file: a limit not above the current
+    one, a model or SKU not offered in the location, a malformed body. Lapis's
+    choice: Azure files these through the portal / Microsoft.Quota, whose bodies
+    are not captured; 400 with the code InvalidQuotaRequest."""
+    return arm(400, "InvalidQuotaRequest", message)
+
+
+def quota_request_not_pending(request_id: str, state: str) -> ApiError:
+    """Approving or rejecting a request already decided. Lapis's choice: 409."""
+    return arm(409, "QuotaRequestNotPending",
+               f"The quota request '{request_id}' is already {state}; only a Pending request can be decided.")
+
+
+# --------------------------------------------------------------------------
 # Data plane: value checks in OpenAI's validator wording (research notes in
 # docs/wire-decisions.md)
 # --------------------------------------------------------------------------
@@ -389,3 +417,22 @@ def embedding_input_too_long(window: int, requested: int) -> ApiError:
         f"This model's maximum context length is {window} tokens, however you requested {requested} tokens "
         f"({requested} in your prompt; 0 for the completion). Please reduce your prompt; or completion length.",
         "invalid_request_error", None, None)
+
+
+# --------------------------------------------------------------------------
+# Data plane: throttling (§3.3)
+# --------------------------------------------------------------------------
+
+def rate_limited(deployment: str, model: str, region: str, kind: str, operation: str, api_version: str,
+                 retry_after_s: int, by_tokens: bool, headers: Mapping[str, str]) -> ApiError:
+    """429 with the late-2025 template (§3.3 variant 5): deployment, model,
+    region, pricing tier, operation id and api-version filled in. "token rate
+    limit" for TPM, "call rate limit" for the request window."""
+    what = "token rate limit" if by_tokens else "call rate limit"
+    message = (
+        f"Your requests to {deployment} for {model} in {region} have exceeded the {what} for your current "
+        f"{kind} S0 pricing tier. This request was for {operation} under Azure OpenAI API version {api_version}. "
+        f"Please retry after {retry_after_s} seconds. To increase your default rate limit, visit: "
+        "https://aka.ms/oai/quotaincrease."
+    )
+    return _gateway(429, "429", message, headers)

@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 from lapis.catalog import Catalogue, ModelSpec, VersionSpec
+from lapis.ratelimit.policy import limits_for
 from lapis.store.records import Account, Deployment, ResourceGroup, Subscription
 
 NAMESPACE = "Microsoft.CognitiveServices"
@@ -98,16 +99,15 @@ def account(acct: Account, base_url: str) -> dict[str, Any]:
     }
 
 
-def rate_limits(model: ModelSpec, capacity: int) -> list[dict[str, Any]]:
-    """ARM's view of a Standard-type deployment's limits (§6.4): requests per
-    10 s and tokens per 60 s."""
-    tpm = capacity * 1000
-    per_10s = max(1, model.rpm_for(tpm) // 6) if tpm else 0
+def rate_limits(model: ModelSpec, sku: str, capacity: int) -> list[dict[str, Any]]:
+    """ARM's view of a deployment's limits (§6.4): the same Limits the data
+    plane enforces (lapis.ratelimit.policy)."""
+    limits = limits_for(model, sku, capacity)
     return [
-        {"count": float(per_10s), "dynamicThrottlingEnabled": None, "key": "request", "matchPatterns": None,
-         "minCount": None, "renewalPeriod": 10.0},
-        {"count": float(tpm), "dynamicThrottlingEnabled": None, "key": "token", "matchPatterns": None,
-         "minCount": None, "renewalPeriod": 60.0},
+        {"count": float(limits.requests), "dynamicThrottlingEnabled": None, "key": "request", "matchPatterns": None,
+         "minCount": None, "renewalPeriod": float(limits.request_window_s)},
+        {"count": float(limits.tokens), "dynamicThrottlingEnabled": None, "key": "token", "matchPatterns": None,
+         "minCount": None, "renewalPeriod": float(limits.token_window_s)},
     ]
 
 
@@ -123,7 +123,7 @@ def deployment(dep: Deployment, acct: Account, catalogue: Catalogue) -> dict[str
                   "version": dep.model_version},
         "provisioningState": "Succeeded",
         "raiPolicyName": dep.doc.get("raiPolicyName", "Microsoft.DefaultV2"),
-        "rateLimits": rate_limits(model, dep.capacity) if model else [],
+        "rateLimits": rate_limits(model, dep.sku_name, dep.capacity) if model else [],
         "scaleSettings": None,
         "versionUpgradeOption": dep.doc.get("versionUpgradeOption", "OnceNewDefaultVersionAvailable"),
     }
@@ -190,8 +190,8 @@ def _model_skus(model: ModelSpec, location: str) -> list[dict[str, Any]]:
             "name": sku_name,
             "usageName": f"OpenAI.{sku_name}.{model.name}",
             "capacity": {"minimum": 1, "maximum": default, "step": 1, "default": min(default, 10)},
-            "rateLimits": [{"key": "request", "renewalPeriod": 10.0, "count": float(max(1, model.rpm_for(1000) // 6))},
-                           {"key": "token", "renewalPeriod": 60.0, "count": 1000.0}],
+            "rateLimits": [{"key": r["key"], "renewalPeriod": r["renewalPeriod"], "count": r["count"]}
+                           for r in rate_limits(model, sku_name, 1)],
         })
     return skus
 

@@ -9,6 +9,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import os
@@ -36,6 +37,18 @@ from lapis.store.sql import SqlStore
 log = logging.getLogger("lapis")
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 SERVICES = web.AppKey("services", Services)
+BACKGROUND = web.AppKey("background", list)
+RESYNC_SECONDS = 30.0  # safety net behind NOTIFY: a replica whose listener dropped catches up
+
+
+async def _resync(services: Services) -> None:
+    """Rebuild the directory from PostgreSQL now and then (several replicas)."""
+    while True:
+        await asyncio.sleep(RESYNC_SECONDS)
+        try:
+            await services.load_directory()
+        except Exception:  # noqa: BLE001 - keep serving from the last good view
+            log.exception("directory resync failed")
 
 
 def _is_arm(request: web.Request) -> bool:
@@ -123,6 +136,7 @@ async def build_services(settings: Settings) -> Services:
     )
     await tenancy.ensure_default_subscription(services)
     await services.load_directory()
+    await services.follow_other_replicas()
     return services
 
 
@@ -138,8 +152,13 @@ def create_app(settings: Settings, services: Services | None = None) -> web.Appl
             from lapis import demo
 
             await demo.seed(built)
+        app[BACKGROUND] = []
+        if built.store.db.dialect == "postgresql":
+            app[BACKGROUND].append(asyncio.get_running_loop().create_task(_resync(built)))
 
     async def stop(app: web.Application) -> None:
+        for task in app[BACKGROUND]:
+            task.cancel()
         await app[SERVICES].gate.close()
         await app[SERVICES].store.close()
 

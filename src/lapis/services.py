@@ -6,7 +6,8 @@ there is no module-level mutable state anywhere else.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import asyncio
+from dataclasses import dataclass, field
 
 from lapis.backends.base import Backend
 from lapis.catalog import Catalogue
@@ -21,6 +22,7 @@ DEFAULT_TENANT = "2c6d6e8a-6c61-7069-7300-000000000000"
 DEFAULT_SUBSCRIPTION = "2c6d6e8a-6c61-7069-7300-000000000001"
 DEFAULT_SUBSCRIPTION_NAME = "Lapis local subscription"
 ADMIN_PRINCIPAL = "admin@lapis.local"
+DIRECTORY_CHANNEL = "lapis_directory"  # PostgreSQL channel: "this account changed"
 
 
 @dataclass(slots=True)
@@ -32,8 +34,16 @@ class Services:
     backend: Backend
     admin_token: str
     gate: Gate
+    _tasks: set = field(default_factory=set)
 
     async def refresh_account(self, account_id: str) -> None:
+        """After a committed change: reload the account here, and tell the
+        other replicas (PostgreSQL NOTIFY) to do the same before their next
+        request."""
+        await self.reload_account(account_id)
+        await self.store.db.notify(DIRECTORY_CHANNEL, account_id)
+
+    async def reload_account(self, account_id: str) -> None:
         """Re-read one account and its deployments into the data-plane directory."""
         account = await self.store.account_by_id(account_id)
         if account is None:
@@ -43,8 +53,23 @@ class Services:
         self.directory.put(build_entry(account, deployments, self.catalogue))
 
     async def load_directory(self) -> None:
+        """Rebuild the whole directory from the store (start-up, and the
+        periodic safety net behind notifications)."""
         by_account: dict[str, list] = {}
         for dep in await self.store.deployments():
             by_account.setdefault(dep.account_id, []).append(dep)
-        for account in await self.store.accounts():
+        accounts = await self.store.accounts()
+        for account in accounts:
             self.directory.put(build_entry(account, by_account.get(account.id, []), self.catalogue))
+        for gone in set(self.directory.by_id) - {a.id for a in accounts}:
+            self.directory.remove(gone)
+
+    async def follow_other_replicas(self) -> None:
+        """Apply the changes other replicas commit: each account they touch is
+        reloaded as soon as its notification arrives."""
+        def changed(account_id: str) -> None:
+            task = asyncio.get_running_loop().create_task(self.reload_account(account_id))
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+
+        await self.store.db.listen(DIRECTORY_CHANNEL, changed)

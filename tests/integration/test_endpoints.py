@@ -122,5 +122,12 @@ def test_generation_stops_when_the_client_disconnects(tmp_path):
         time.sleep(0.3)
         assert _stats(server)["tokens_generated"] == generated  # nothing more is produced
         assert generated < 30  # three choices of 12+ tokens each were asked for, at 50 ms a token
+        # the dropped stream is charged for its prompt and what it generated, not its 3 x 400 estimate
+        time.sleep(0.2)
+        after = requests.post(f"{env['AZURE_OPENAI_ENDPOINT']}/openai/deployments/gpt-4o-mini/chat/completions",
+                              params={"api-version": V}, headers={"api-key": env["AZURE_OPENAI_KEY"]},
+                              json={"messages": [{"role": "user", "content": "count"}], "max_tokens": 1}, timeout=30)
+        charged = 50_000 - 3 - int(after.headers["x-ratelimit-remaining-tokens"])
+        assert 0 < charged < 100
     finally:
         server.stop()

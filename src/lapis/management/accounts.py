@@ -155,7 +155,7 @@ async def delete(services: Services, sub_id: str, group: str, name: str) -> bool
     if account is None:
         return False
     await services.store.delete_account(account.id)
-    services.directory.remove(account.id)
+    await services.refresh_account(account.id)  # gone here and on every replica
     return True
 
 

@@ -115,5 +115,5 @@ async def delete_group(services: Services, sub_id: str, name: str) -> bool:
     ids = [a.id for a in await services.store.accounts(sub_id, group.name)]
     deleted = await services.store.delete_group(sub_id, name)
     for account_id in ids:
-        services.directory.remove(account_id)
+        await services.refresh_account(account_id)  # gone here and on every replica
     return deleted

@@ -15,7 +15,7 @@ import asyncio
 import re
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import Any, AsyncIterator, Protocol, Sequence
+from typing import Any, AsyncIterator, Callable, Protocol, Sequence
 
 Row = dict[str, Any]
 
@@ -34,6 +34,8 @@ class Database(Protocol):
 
     async def fetch(self, sql: str, *args: Any) -> list[Row]: ...
     async def fetchrow(self, sql: str, *args: Any) -> Row | None: ...
+    async def notify(self, channel: str, payload: str) -> None: ...
+    async def listen(self, channel: str, callback: Callable[[str], None]) -> None: ...
     async def close(self) -> None: ...
 
 
@@ -100,6 +102,12 @@ class SqliteDatabase:
     async def fetchrow(self, sql: str, *args: Any) -> Row | None:
         return await self._plain.fetchrow(sql, *args)
 
+    async def notify(self, channel: str, payload: str) -> None:
+        """One process owns a SQLite file: there is nobody else to tell."""
+
+    async def listen(self, channel: str, callback: Callable[[str], None]) -> None:
+        """Nothing to hear on SQLite (see notify)."""
+
     async def close(self) -> None:
         await self._conn.close()
 
@@ -137,15 +145,17 @@ class _PgConn:
 class PostgresDatabase:
     dialect = "postgresql"
 
-    def __init__(self, pool: Any):
+    def __init__(self, pool: Any, dsn: str = ""):
         self._pool = pool
+        self._dsn = dsn
+        self._listener: Any = None
 
     @classmethod
     async def open(cls, dsn: str) -> "PostgresDatabase":
         import asyncpg
 
         pool = await asyncpg.create_pool(dsn, min_size=1, max_size=8)
-        return cls(pool)
+        return cls(pool, dsn)
 
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[_PgConn]:
@@ -161,7 +171,22 @@ class PostgresDatabase:
         async with self._pool.acquire() as conn:
             return await _PgConn(conn).fetchrow(sql, *args)
 
+    async def notify(self, channel: str, payload: str) -> None:
+        """Tell every replica listening on `channel` (after the change committed)."""
+        async with self._pool.acquire() as conn:
+            await conn.execute("SELECT pg_notify($1, $2)", channel, payload)
+
+    async def listen(self, channel: str, callback: Callable[[str], None]) -> None:
+        """Call `callback(payload)` for each notification, on a connection of its own."""
+        import asyncpg
+
+        if self._listener is None:
+            self._listener = await asyncpg.connect(self._dsn)
+        await self._listener.add_listener(channel, lambda _conn, _pid, _chan, payload: callback(payload))
+
     async def close(self) -> None:
+        if self._listener is not None:
+            await self._listener.close()
         await self._pool.close()
 
 

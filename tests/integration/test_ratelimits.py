@@ -147,3 +147,26 @@ def test_capacity_change_applies_to_the_next_request(tiny):
     resp = raw_chat(tiny, "grow", max_tokens=5)
     assert resp.status_code == 200 and resp.headers["x-ratelimit-limit-tokens"] == "20000"
     assert math.isclose(int(resp.headers["x-ratelimit-limit-requests"]), 120)
+
+
+def test_provisioned_deployment_reports_utilization(lapis_server):
+    group, name = "rg-ptu", f"ptu{uuid.uuid4().hex[:8]}"
+    lapis_server.arm("PUT", f"/subscriptions/{DEFAULT_SUBSCRIPTION}/resourceGroups/{group}", {"location": "eastus2"})
+    path = lapis_server.account_path(group, name)
+    account = lapis_server.arm("PUT", path, {"kind": "OpenAI", "sku": {"name": "S0"}, "location": "eastus2",
+                                             "properties": {"customSubDomainName": name}}).json()
+    resp = lapis_server.arm("PUT", f"{path}/deployments/ptu", {
+        "sku": {"name": "ProvisionedManaged", "capacity": 15},
+        "properties": {"model": {"format": "OpenAI", "name": "gpt-4o-mini"}}})
+    assert resp.status_code == 201, resp.text
+    ptu = types.SimpleNamespace(endpoint=account["properties"]["endpoint"].rstrip("/"),
+                                key=lapis_server.arm("POST", f"{path}/listKeys").json()["key1"])
+    ok = raw_chat(ptu, "ptu", max_tokens=10_000)
+    assert ok.status_code == 200
+    assert ok.headers["azure-openai-deployment-utilization"].endswith("%")
+    assert float(ok.headers["azure-openai-deployment-utilization"][:-1]) > 0
+    assert "x-ratelimit-remaining-tokens" not in ok.headers
+    # 15 PTU serve 555,000 tokens a minute; 128 x 16,384 can never fit
+    denied = raw_chat(ptu, "ptu", max_tokens=16_384, n=128)
+    assert denied.status_code == 429
+    assert int(denied.headers["retry-after-ms"]) > 0 and "retry-after" in denied.headers

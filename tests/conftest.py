@@ -8,7 +8,6 @@ otherwise.
 
 from __future__ import annotations
 
-import os
 import sys
 from pathlib import Path
 

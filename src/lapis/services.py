@@ -34,6 +34,7 @@ class Services:
     backend: Backend
     admin_token: str
     gate: Gate
+    locks: dict = field(default_factory=dict)  # asyncio locks by purpose and scope (e.g. quota writes)
     _tasks: set = field(default_factory=set)
 
     async def refresh_account(self, account_id: str) -> None:

@@ -6,7 +6,6 @@ from __future__ import annotations
 import openai
 import pytest
 
-from support.server import DEFAULT_SUBSCRIPTION
 
 
 @pytest.fixture(scope="module")

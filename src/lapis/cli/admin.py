@@ -2,6 +2,8 @@
 
 Azure gates kind OpenAI behind an access request; in Lapis the admin
 approves (or revokes) a subscription instead, and creates subscriptions.
+The admin also decides on quota increase requests (`admin quota-request`,
+in quota.py).
 """
 
 from __future__ import annotations
@@ -13,10 +15,12 @@ import typer
 from lapis.cli.client import path
 from lapis.cli.common import Output, Query, client, new_typer, show, subscription_id
 from lapis.cli.output import OutputFormat
+from lapis.cli.quota import admin_request_app
 
 admin_app = new_typer("Lapis administration: subscriptions and their approval for Azure OpenAI.")
 subscription_app = new_typer("Create subscriptions.")
 admin_app.add_typer(subscription_app, name="subscription")
+admin_app.add_typer(admin_request_app, name="quota-request")
 
 Target = Annotated[str, typer.Option("--subscription", help="Name or ID of the subscription.")]
 

@@ -1,6 +1,6 @@
 """`lapis cognitiveservices ...`: accounts, their keys and models, the model
 catalogue, as `az cognitiveservices` (flags spelled as az spells them).
-Deployments live in deployments.py."""
+Deployments live in deployments.py, quota usage in quota.py."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ from lapis.cli.common import (AccountName, Location, Output, Query, ResourceGrou
                               new_typer, parse_tags, show, subscription_id)
 from lapis.cli.deployments import deployment_app
 from lapis.cli.output import OutputFormat, field
+from lapis.cli.quota import usage_app
 
 NAMESPACE = "Microsoft.CognitiveServices"
 cognitiveservices_app = new_typer("Manage Azure OpenAI (Cognitive Services) accounts and models.")
@@ -21,6 +22,7 @@ keys_app = new_typer("Manage the keys of a Cognitive Services account.")
 model_app = new_typer("Explore the models available in a region.")
 cognitiveservices_app.add_typer(account_app, name="account")
 cognitiveservices_app.add_typer(model_app, name="model")
+cognitiveservices_app.add_typer(usage_app, name="usage")
 account_app.add_typer(deployment_app, name="deployment")
 account_app.add_typer(keys_app, name="keys")
 

@@ -9,8 +9,11 @@ management API modelled on `az` (flags spelled as az spells them).
     lapis cognitiveservices account deployment create|list|show|delete
     lapis cognitiveservices account keys list|regenerate
     lapis cognitiveservices model list
+    lapis cognitiveservices usage list
+    lapis quota request create|list|show                 (Lapis's own: quota increase requests)
     lapis admin approve-subscription|revoke-subscription|stats
     lapis admin subscription create
+    lapis admin quota-request list|approve|reject
 
 The client commands talk HTTP only; they find the server and the admin
 credential in LAPIS_HOME/server.json (LAPIS_URL overrides the URL). Errors
@@ -29,6 +32,7 @@ from lapis.cli.admin import admin_app
 from lapis.cli.client import CliError
 from lapis.cli.cognitiveservices import cognitiveservices_app
 from lapis.cli.groups import group_app, provider_app
+from lapis.cli.quota import quota_app
 from lapis.cli.subscriptions import account_app
 
 # Options that take several space-separated values, as az's nargs='+'.
@@ -40,6 +44,7 @@ app.add_typer(provider_app, name="provider")
 app.add_typer(group_app, name="group")
 app.add_typer(account_app, name="account")
 app.add_typer(cognitiveservices_app, name="cognitiveservices")
+app.add_typer(quota_app, name="quota")
 app.add_typer(admin_app, name="admin")
 
 

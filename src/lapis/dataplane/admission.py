@@ -21,7 +21,7 @@ from typing import Any
 from aiohttp import web
 
 from lapis.dataplane.directory import AccountEntry, DeploymentEntry
-from lapis.dataplane.protocol import ChatRequest, CompletionsRequest, EmbeddingsRequest
+from lapis.dataplane.protocol import ChatRequest, CompletionsRequest
 from lapis.errors import catalogue as errors
 from lapis.ratelimit import Decision, Limiter, Limits
 from lapis.ratelimit.policy import is_provisioned, limits_for, requests_per_minute

@@ -2,7 +2,9 @@
 
 The model and version must be in the catalogue, and the catalogue must offer
 the deployment's SKU in the account's region; otherwise ARM's errors (§6.4
-and docs/wire-decisions.md). Quota is not yet drawn down (issue #3).
+and docs/wire-decisions.md). Every create or scale-up draws on the
+subscription's quota for the model and SKU in the account's location, and
+fails with InsufficientQuota past it (lapis.management.quota).
 """
 
 from __future__ import annotations
@@ -11,7 +13,7 @@ import re
 from typing import Any
 
 from lapis.errors import catalogue as errors
-from lapis.management import accounts, shapes, tenancy
+from lapis.management import accounts, quota, shapes, tenancy
 from lapis.services import Services
 from lapis.store.records import Account, Deployment
 
@@ -55,21 +57,27 @@ async def put(services: Services, sub_id: str, group: str, account_name: str, na
     if not model.deployable(sku, account.location):
         raise errors.sku_not_in_region(model.name, version.version, sku, account.location)
     capacity = _capacity(sku_req)
-    existing = await services.store.deployment(account.id, name)
-    if existing is None and len(await services.store.deployments(account.id)) >= MAX_DEPLOYMENTS:
-        raise errors.arm_bad_request(
-            f"The account already has the maximum number of deployments ({MAX_DEPLOYMENTS}).", "InvalidDeploymentCount")
     props = body.get("properties") or {}
     doc = {"raiPolicyName": props.get("raiPolicyName") or "Microsoft.DefaultV2",
            "versionUpgradeOption": props.get("versionUpgradeOption") if props.get("versionUpgradeOption") in _UPGRADE
            else "OnceNewDefaultVersionAvailable"}
-    now = tenancy.now()
-    dep = Deployment(
-        account_id=account.id, name=existing.name if existing else name, model_format="OpenAI",
-        model_name=model.name, model_version=version.version, sku_name=sku, capacity=capacity,
-        etag=accounts.new_etag(), doc=doc, created_at=existing.created_at if existing else now, updated_at=now,
-    )
-    created = await services.store.save_deployment(dep)
+    # Read, check and write under the quota lock, so two PUTs cannot both take the last capacity.
+    async with quota.capacity_lock(services, account.subscription_id, account.location):
+        existing = await services.store.deployment(account.id, name)
+        if existing is None and len(await services.store.deployments(account.id)) >= MAX_DEPLOYMENTS:
+            raise errors.arm_bad_request(f"The account already has the maximum number of deployments "
+                                         f"({MAX_DEPLOYMENTS}).", "InvalidDeploymentCount")
+        held = existing.capacity if existing and (existing.model_name.lower(), existing.sku_name.lower()) == (
+            model.name.lower(), sku.lower()) else 0
+        await quota.check_capacity(services, account.subscription_id, account.location, model.name, sku, capacity,
+                                   held)
+        now = tenancy.now()
+        dep = Deployment(
+            account_id=account.id, name=existing.name if existing else name, model_format="OpenAI",
+            model_name=model.name, model_version=version.version, sku_name=sku, capacity=capacity,
+            etag=accounts.new_etag(), doc=doc, created_at=existing.created_at if existing else now, updated_at=now,
+        )
+        created = await services.store.save_deployment(dep)
     await services.refresh_account(account.id)
     return account, dep, created
 

@@ -209,6 +209,9 @@ def build_router() -> ArmRouter:
     for method, handler in (("PUT", put_deployment), ("PATCH", patch_deployment), ("GET", get_deployment),
                             ("DELETE", delete_deployment)):
         r.add(method, f"{ACCT}/deployments/{{deployment}}", handler)
+    from lapis.management import quota_routes  # imported here: it builds on this module's Ctx
+
+    quota_routes.add_routes(r)
     return r
 
 

@@ -6,8 +6,6 @@ its server, and the errors a user sees (az's form, exit 1, no traceback)."""
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 import uuid
 from pathlib import Path
 
@@ -16,37 +14,11 @@ import requests
 
 from lapis.cli.main import expand_multi_values
 from lapis.cli.output import QueryError, query, render
-from support.server import DEFAULT_SUBSCRIPTION, server_env
+from support.cli import Cli
+from support.server import DEFAULT_SUBSCRIPTION
 
 DATA_PLANE_VERSION = "2024-10-21"
 NEW_SUBSCRIPTION = "5a1e5a1e-0000-4000-8000-00000000c11e"
-
-
-class Cli:
-    """Runs `python -m lapis ...` with the server's LAPIS_HOME, from a folder of its own."""
-
-    def __init__(self, home: Path, cwd: Path, **env: str):
-        self.env = server_env(home, **env)
-        self.cwd = cwd
-        cwd.mkdir(parents=True, exist_ok=True)
-
-    def __call__(self, *args: str, expect: int = 0) -> subprocess.CompletedProcess:
-        done = subprocess.run([sys.executable, "-m", "lapis", *args], env=self.env, cwd=self.cwd,
-                              stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=60)
-        assert done.returncode == expect, f"lapis {' '.join(args)} -> {done.returncode}\n{done.stdout}\n{done.stderr}"
-        assert "Traceback" not in done.stderr, done.stderr
-        return done
-
-    def json(self, *args: str) -> object:
-        return json.loads(self(*args).stdout)
-
-    def fails(self, code: str, *args: str) -> subprocess.CompletedProcess:
-        """An ARM error, printed to stderr the way az prints it."""
-        done = self(*args, expect=1)
-        assert done.stdout == ""
-        assert f"({code}) " in done.stderr, done.stderr
-        assert f"\nCode: {code}\n" in done.stderr and "\nMessage: " in done.stderr, done.stderr
-        return done
 
 
 @pytest.fixture()

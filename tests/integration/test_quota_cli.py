@@ -5,45 +5,14 @@ and a quota increase request from filing to approval or rejection."""
 
 from __future__ import annotations
 
-import json
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
-from support.server import server_env
+from support.cli import Cli
 
 SUB = "9a0e7a00-0000-4000-8000-00000000c0de"
 MINI = "Tokens Per Minute (thousands) - GPT-4o-Mini"
-
-
-class Cli:
-    """`python -m lapis ...` with the server's LAPIS_HOME, from a folder that is not the repository."""
-
-    def __init__(self, home: Path, cwd: Path):
-        self.env = server_env(home)
-        self.cwd = cwd
-        cwd.mkdir(parents=True, exist_ok=True)
-
-    def __call__(self, *args: str, expect: int = 0) -> subprocess.CompletedProcess:
-        done = subprocess.run([sys.executable, "-m", "lapis", *args], env=self.env, cwd=self.cwd,
-                              stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=60)
-        assert done.returncode == expect, f"lapis {' '.join(args)} -> {done.returncode}\n{done.stdout}\n{done.stderr}"
-        assert "Traceback" not in done.stderr, done.stderr
-        return done
-
-    def json(self, *args: str) -> object:
-        return json.loads(self(*args).stdout)
-
-    def fails(self, code: str, *args: str) -> str:
-        """The ARM error's message, checked to be printed as az prints it."""
-        done = self(*args, expect=1)
-        assert done.stdout == ""
-        lines = done.stderr.splitlines()
-        assert lines[0].startswith(f"ERROR: ({code}) ") and lines[1] == f"Code: {code}", done.stderr
-        assert lines[2].startswith("Message: "), done.stderr
-        return lines[2][len("Message: "):]
 
 
 def insufficient(required: int, available: int, usage: int, limit: int) -> str:

@@ -14,7 +14,6 @@ import json
 import threading
 from typing import Any, Iterable, Sequence
 
-import quicktok
 
 __all__ = [
     "Encoding",
@@ -42,6 +41,8 @@ class Encoding:
 
     def __init__(self, name: str) -> None:
         self.name = name
+        import quicktok  # loaded with the first vocabulary, not at start-up (it brings numpy)
+
         self._tok = quicktok.get_encoding(name)
 
     def encode(self, text: str) -> list[int]:

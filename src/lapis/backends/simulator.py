@@ -35,7 +35,6 @@ from dataclasses import dataclass
 from typing import Any, AsyncIterator
 
 import msgspec
-import numpy as np
 
 from lapis import tokens
 from lapis.backends import wordgen
@@ -126,6 +125,8 @@ def _embedding(model: str, item: str | list[int], dimensions: int) -> list[float
     seed = int.from_bytes(hashlib.sha256(f"{model}\n{key}".encode()).digest()[:8], "big")
     # Draws are sequential, so a shorter vector is the prefix of the longer
     # one, renormalised: Matryoshka-like, as `dimensions` is on the service.
+    import numpy as np  # only embeddings need it: kept off the start-up path
+
     vector = np.random.default_rng(seed).standard_normal(dimensions)
     return (vector / np.linalg.norm(vector)).tolist()
 

@@ -13,10 +13,14 @@ in-process limiter (exact for one process); "redis://", "rediss://" or
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Any
+
 from .base import Decision, Limiter, Limits
 from .memory import MemoryLimiter
 from .unlimited import UnlimitedLimiter
-from .redis import FailureMode, RedisLimiter
+
+if TYPE_CHECKING:
+    from .redis import FailureMode, RedisLimiter
 
 __all__ = ["Decision", "Limiter", "Limits", "MemoryLimiter", "RedisLimiter", "UnlimitedLimiter", "open_limiter"]
 
@@ -29,5 +33,15 @@ def open_limiter(url: str | None, *, failure_mode: FailureMode = "open",
     if not url or url == "memory://":
         return MemoryLimiter()
     if url.startswith(_REDIS_SCHEMES):
+        from .redis import RedisLimiter  # imported only when used: redis-py costs ~0.1 s at start-up
+
         return RedisLimiter(url, failure_mode=failure_mode, prefix=prefix)
     raise ValueError(f"unsupported rate-limit store URL {url!r} (use memory:// or redis://)")
+
+
+def __getattr__(name: str) -> Any:
+    if name == "RedisLimiter":
+        from .redis import RedisLimiter
+
+        return RedisLimiter
+    raise AttributeError(name)

@@ -20,6 +20,8 @@ from typing import Awaitable, Callable
 from aiohttp import web
 
 from lapis.requestkeys import REQUEST_ID, REGION
+from lapis.auth.rbac import Authorizer
+from lapis.auth.store import AssignmentStore
 from lapis.backends.simulator import SimulatorBackend
 from lapis.catalog import load_catalogue
 from lapis.dataplane.admission import Gate
@@ -27,6 +29,7 @@ from lapis.dataplane.directory import Directory
 from lapis.dataplane.routes import DataPlane, add_routes
 from lapis.errors import ApiError
 from lapis.errors import catalogue as errors
+from lapis.identity import routes as identity_routes
 from lapis.management import admin, tenancy
 from lapis.management.routes import ArmApp, arm_error_response
 from lapis.services import Services
@@ -137,6 +140,8 @@ async def build_services(settings: Settings) -> Services:
     await tenancy.ensure_default_subscription(services)
     await services.load_directory()
     await services.follow_other_replicas()
+    services.authorizer = Authorizer(AssignmentStore(store.db))
+    await services.authorizer.follow(store.db)
     return services
 
 
@@ -168,6 +173,7 @@ def create_app(settings: Settings, services: Services | None = None) -> web.Appl
     app.on_cleanup.append(stop)
     app.router.add_get("/healthz", healthz)
     admin.add_routes(app, lambda: app[SERVICES])
+    identity_routes.add_routes(app, lambda: app[SERVICES])
     add_routes(app, plane)
 
     async def fallback(request: web.Request) -> web.StreamResponse:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 from dataclasses import dataclass, field
+from typing import Any
 
 from lapis.backends.base import Backend
 from lapis.catalog import Catalogue
@@ -34,6 +35,8 @@ class Services:
     backend: Backend
     admin_token: str
     gate: Gate
+    identity: Any = None  # lapis.identity.Identity, set at start-up (token service, signing keys)
+    authorizer: Any = None  # lapis.auth.rbac.Authorizer: role assignments, for token callers
     locks: dict = field(default_factory=dict)  # asyncio locks by purpose and scope (e.g. quota writes)
     _tasks: set = field(default_factory=set)
 

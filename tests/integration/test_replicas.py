@@ -95,5 +95,7 @@ def test_two_replicas_share_one_limit(replicas):
         t.start()
     for t in threads:
         t.join()
-    assert all(200 in codes and 429 in codes for codes in statuses.values()), statuses
+    # both replicas were held back, and between them they never granted more than the one limit
+    assert all(429 in codes for codes in statuses.values()), statuses
+    assert any(200 in codes for codes in statuses.values()), statuses
     assert limit - 2 * estimate < sum(charged) <= limit + estimate, (charged, statuses)

@@ -32,7 +32,9 @@ from lapis.cli.admin import admin_app
 from lapis.cli.client import CliError
 from lapis.cli.cognitiveservices import cognitiveservices_app
 from lapis.cli.groups import group_app, provider_app
+from lapis.cli.identity import ad_app, add_account_commands, identity_app
 from lapis.cli.quota import quota_app
+from lapis.cli.role import role_app
 from lapis.cli.subscriptions import account_app
 
 # Options that take several space-separated values, as az's nargs='+'.
@@ -46,6 +48,10 @@ app.add_typer(account_app, name="account")
 app.add_typer(cognitiveservices_app, name="cognitiveservices")
 app.add_typer(quota_app, name="quota")
 app.add_typer(admin_app, name="admin")
+app.add_typer(ad_app, name="ad")
+app.add_typer(identity_app, name="identity")
+add_account_commands(account_app)
+app.add_typer(role_app, name="role")
 
 
 @app.callback()

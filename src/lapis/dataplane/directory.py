@@ -41,6 +41,7 @@ class DeploymentEntry:
 class AccountEntry:
     id: str
     name: str
+    arm_id: str  # /subscriptions/…/accounts/{name}: the scope role assignments are checked at
     subdomain: str | None
     location: str
     region: str  # display name for x-ms-region, e.g. "East US"
@@ -73,6 +74,8 @@ def build_entry(account: Account, deployments: list[Deployment], catalogue: Cata
     return AccountEntry(
         id=account.id,
         name=account.name,
+        arm_id=(f"/subscriptions/{account.subscription_id}/resourceGroups/{account.group}"
+                f"/providers/Microsoft.CognitiveServices/accounts/{account.name}"),
         subdomain=account.subdomain.lower() if account.subdomain else None,
         location=account.location,
         region=catalogue.region_display(account.location) or account.location,

@@ -16,11 +16,14 @@ from aiohttp import web
 
 from lapis.ratelimit.policy import is_provisioned
 from lapis.requestkeys import ADMISSION, DEPLOYMENT, REGION
+from lapis.auth import actions
 from lapis.dataplane import admission, apiversions, chat, embeddings, responses
 from lapis.dataplane.directory import AccountEntry, DeploymentEntry
 from lapis.dataplane.protocol import ChatRequest, CompletionsRequest, EmbeddingsRequest, decode
 from lapis.dataplane.streaming import stream_chat
 from lapis.errors import catalogue as errors
+from lapis.identity.service import verify_bearer
+from lapis.identity.tokens import COGNITIVE_SERVICES, InvalidToken
 from lapis.services import Services
 
 _encode = msgspec.json.encode
@@ -68,7 +71,10 @@ class DataPlane:
             raise errors.resource_not_found()
         return entry
 
-    def _authorize(self, request: web.Request, v1: bool) -> AccountEntry:
+    async def _authorize(self, request: web.Request, v1: bool, operation: str) -> AccountEntry:
+        """Version, account, network, then credentials (§12.1's order): an
+        api-key (or, on /openai/v1, the key as a bearer token), or an Entra
+        token whose principal holds the operation's data action."""
         version = request.query.get("api-version")
         if v1:
             if version is not None and version not in apiversions.V1:
@@ -82,15 +88,26 @@ class DataPlane:
         request[REGION] = entry.region
         if not entry.public_network_access:
             raise errors.public_access_disabled()
-        if key is None or (bearer and not v1):
-            # Entra ID tokens arrive with issue #4; until then a bearer token
-            # on a legacy route is an invalid token, as Azure says it.
-            raise errors.invalid_token() if bearer else errors.invalid_key()
+        if key is None:
+            raise errors.invalid_key()
+        if bearer and (not v1 or _looks_like_jwt(key)):
+            await self._check_token(entry, key, v1, operation)
+            return entry
         if entry.disable_local_auth:
             raise errors.key_auth_disabled()
         if not entry.key_matches(key):
             raise errors.invalid_key()
         return entry
+
+    async def _check_token(self, entry: AccountEntry, token: str, v1: bool, operation: str) -> None:
+        """Keys bypass RBAC; tokens need the data action at the account's scope."""
+        try:
+            claims = await verify_bearer(self.services, token, (COGNITIVE_SERVICES,))
+        except InvalidToken:
+            raise errors.invalid_token() from None
+        action = DATA_ACTIONS[(operation, v1)]
+        if not await self.services.authorizer.allowed_data_action(claims.oid, action.action, entry.arm_id):
+            raise errors.permission_denied(claims.oid, action.action, action.method, action.route_template)
 
     def _deployment(self, request: web.Request, entry: AccountEntry, name: str | None, operation: str) -> DeploymentEntry:
         dep = entry.deployment(name) if name else None
@@ -118,7 +135,7 @@ class DataPlane:
 
     async def chat_completions(self, request: web.Request) -> web.StreamResponse:
         v1 = _is_v1(request)
-        entry = self._authorize(request, v1)
+        entry = await self._authorize(request, v1, "chat")
         body = await self._body(request)
         name = request.match_info.get("deployment")
         if v1:
@@ -147,7 +164,7 @@ class DataPlane:
         return json_response(payload, self.headers(request))
 
     async def completions(self, request: web.Request) -> web.StreamResponse:
-        entry = self._authorize(request, False)
+        entry = await self._authorize(request, False, "completions")
         body = await self._body(request)
         dep = self._deployment(request, entry, request.match_info.get("deployment"), "completions")
         req = decode(body, CompletionsRequest)
@@ -179,7 +196,7 @@ class DataPlane:
 
     async def embeddings(self, request: web.Request) -> web.Response:
         v1 = _is_v1(request)
-        entry = self._authorize(request, v1)
+        entry = await self._authorize(request, v1, "embeddings")
         body = await self._body(request)
         name = _model_from(body) if v1 else request.match_info.get("deployment")
         dep = self._deployment(request, entry, name, "embeddings")
@@ -197,7 +214,7 @@ class DataPlane:
 
     async def models(self, request: web.Request) -> web.Response:
         v1 = _is_v1(request)
-        entry = self._authorize(request, v1)
+        entry = await self._authorize(request, v1, "models")
         data = []
         for model, version, _sku in self.services.catalogue.offers(entry.location):
             model_id = f"{model.name}-{version.version}"
@@ -210,6 +227,17 @@ class DataPlane:
                          == "GenerallyAvailable" else version.lifecycle_status.lower(),
                          "object": "model", "owned_by": "system", "status": "succeeded"})
         return json_response({"data": data, "object": "list"}, self.headers(request))
+
+
+DATA_ACTIONS = {("chat", False): actions.CHAT, ("chat", True): actions.V1_CHAT,
+                ("completions", False): actions.COMPLETIONS, ("embeddings", False): actions.EMBEDDINGS,
+                ("embeddings", True): actions.V1_EMBEDDINGS, ("models", False): actions.MODELS_LIST,
+                ("models", True): actions.V1_MODELS_LIST}
+
+
+def _looks_like_jwt(value: str) -> bool:
+    """On /openai/v1 a bearer value is either the account key or an Entra token."""
+    return value.count(".") == 2
 
 
 def _is_v1(request: web.Request) -> bool:

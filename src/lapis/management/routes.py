@@ -19,11 +19,15 @@ from typing import Any
 from aiohttp import web
 
 from lapis.requestkeys import REQUEST_ID
+from lapis.auth import routes as rbac_routes
+from lapis.auth.actions import arm_permission
 from lapis.errors import ApiError
 from lapis.errors import catalogue as errors
 from lapis.management import accounts, deployments, shapes, tenancy
 from lapis.management.router import ArmRouter
-from lapis.services import Services
+from lapis.identity.service import verify_bearer
+from lapis.identity.tokens import MANAGEMENT_AUDIENCES, InvalidToken
+from lapis.services import ADMIN_PRINCIPAL, Services
 
 ACCT = "/subscriptions/{sub}/resourceGroups/{rg}/providers/Microsoft.CognitiveServices/accounts/{account}"
 SUBP = "/subscriptions/{sub}/providers/Microsoft.CognitiveServices"
@@ -216,13 +220,51 @@ def build_router() -> ArmRouter:
 
 
 def check_admin(services: Services, request: web.Request) -> None:
-    """The local admin credential as a bearer token (constant-time compare)."""
+    """The local admin credential as a bearer token (constant-time compare);
+    for Lapis's own /lapis/admin API."""
     header = request.headers.get("Authorization")
     if not header:
         raise errors.arm_missing_auth()
     scheme, _, token = header.partition(" ")
     if scheme.lower() != "bearer" or not hmac.compare_digest(token.strip().encode(), services.admin_token.encode()):
         raise errors.arm_invalid_token()
+
+
+@dataclass(frozen=True, slots=True)
+class Caller:
+    """Who sent an ARM request: the local admin (Owner of everything), or the
+    principal of an Entra token for the management audience."""
+
+    admin: bool
+    oid: str = ""
+    name: str = ADMIN_PRINCIPAL
+
+
+async def authenticate(services: Services, request: web.Request) -> Caller:
+    header = request.headers.get("Authorization")
+    if not header:
+        raise errors.arm_missing_auth()
+    scheme, _, token = header.partition(" ")
+    token = token.strip()
+    if scheme.lower() != "bearer" or not token:
+        raise errors.arm_invalid_token()
+    if hmac.compare_digest(token.encode(), services.admin_token.encode()):
+        return Caller(admin=True)
+    try:
+        claims = await verify_bearer(services, token, MANAGEMENT_AUDIENCES)
+    except InvalidToken:
+        raise errors.arm_invalid_token() from None
+    return Caller(admin=False, oid=claims.oid, name=claims.appid or claims.oid)
+
+
+async def authorize(services: Services, caller: Caller, request: web.Request) -> None:
+    """Token callers need the route's action at its scope (ARM's 403 otherwise)."""
+    if caller.admin:
+        return
+    permission = arm_permission(request.method, request.path)
+    if permission is not None and not await services.authorizer.allowed_action(caller.oid, permission.action,
+                                                                               permission.scope):
+        raise errors.authorization_failed(caller.name, caller.oid, permission.action, permission.scope)
 
 
 async def read_json(request: web.Request) -> dict[str, Any]:
@@ -247,8 +289,13 @@ class ArmApp:
         self.router = build_router()
 
     async def handle(self, request: web.Request) -> web.StreamResponse:
+        caller = await authenticate(self.services, request)
+        await authorize(self.services, caller, request)
+        authorization = await rbac_routes.handle(self.services, request, self.services.authorizer,
+                                                 principal=caller.oid or caller.name)
+        if authorization is not None:
+            return authorization
         route, params, known = self.router.match(request.method, request.path)
-        check_admin(self.services, request)
         if route is None:
             if known:
                 raise errors.arm(405, "MethodNotAllowed",

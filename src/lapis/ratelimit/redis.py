@@ -5,7 +5,10 @@ Layout: per key, one hash per window, `{prefix}{key}:t` (tokens) and
 admission is ONE atomic Lua call (EVALSHA; on NOSCRIPT the same call is
 retried once as EVAL, which also caches the script) that reads Redis's own
 clock (`TIME`, so replicas agree), deletes stale fields, decides, charges on
-admission and PEXPIREs both hashes to window + 2 s. A refund is one more call.
+admission and PEXPIREs both hashes to window + 2 s. Refunds are batched: the
+refunds that arrive within `refund_batch_s` (default 20 ms) go to Redis in one
+pipelined round trip, and each caller's `await refund()` returns once its
+batch is applied (the Gate awaits it off the hot path).
 (For Redis Cluster the two keys would need a hash tag; Lapis targets one node.)
 
 Test-only clock: with `clock=` set, the script receives now_ms in ARGV and uses
@@ -19,8 +22,11 @@ Decision per `failure_mode` ("open": allowed, remaining = the full limits;
 counts the calls decided without Redis; a warning is logged at most once per
 `log_interval_s`. After a failure Redis is not tried again
 for `retry_interval_s`, so a dead Redis costs no latency per request.
-Connections come from a bounded blocking pool (`max_connections`): a burst
-waits a few microseconds for a free connection instead of opening hundreds.
+At most `max_connections` calls (default 64) are in flight; the others wait
+their turn on a semaphore BEFORE the timeout starts, and the pool has one
+connection per slot, so waiting for a connection under a burst is never
+mistaken for Redis being down (each call in flight is still bounded, so the
+queue always moves).
 """
 
 from __future__ import annotations
@@ -143,7 +149,7 @@ class RedisLimiter:
     def __init__(self, url: str, *, prefix: str = "lapis:rl:",
                  failure_mode: FailureMode = "open", timeout_s: float = 0.25,
                  retry_interval_s: float = 1.0, log_interval_s: float = 10.0,
-                 max_connections: int = 32,
+                 max_connections: int = 64, refund_batch_s: float = 0.02,
                  clock: Callable[[], float] | None = None) -> None:
         if failure_mode not in ("open", "closed"):
             raise ValueError(f"failure_mode must be 'open' or 'closed', not {failure_mode!r}")
@@ -156,11 +162,15 @@ class RedisLimiter:
             socket_connect_timeout=timeout_s, socket_timeout=timeout_s,
             retry=Retry(NoBackoff(), 0))  # no retries: the failure mode decides instead
         self._redis = Redis.from_pool(pool)
+        self._slots = asyncio.Semaphore(max_connections)
         self._retry_interval_s = retry_interval_s
         self._log_interval_s = log_interval_s
         self._down_until = 0.0
         self._last_log = float("-inf")
         self._clock = clock
+        self._refund_batch_s = refund_batch_s
+        self._pending: dict[tuple[str, Limits, int], int] = {}
+        self._flush: asyncio.Task[None] | None = None
 
     async def admit(self, key: str, limits: Limits, cost: int) -> Decision:
         cost = max(0, cost)
@@ -184,9 +194,45 @@ class RedisLimiter:
         if parsed is None or tokens <= 0:
             return
         bucket, cost = parsed
-        await self._run(key, limits, "refund", bucket, min(tokens, cost))
+        slot = (key, limits, bucket)
+        self._pending[slot] = self._pending.get(slot, 0) + min(tokens, cost)
+        if self._flush is None:
+            self._flush = asyncio.get_running_loop().create_task(self._flush_refunds())
+        await asyncio.shield(self._flush)
+
+    async def _flush_refunds(self) -> None:
+        """Apply every refund queued during the batch window in one round trip."""
+        await asyncio.sleep(self._refund_batch_s)
+        batch, self._pending, self._flush = self._pending, {}, None
+        if not batch:
+            return
+        if time.monotonic() < self._down_until:
+            self._failed(None)  # the batch is dropped: limits only get stricter
+            return
+        pipe = self._redis.pipeline(transaction=False)
+        for (key, limits, bucket), tokens in batch.items():
+            pipe.evalsha(_SHA, 2, *self._keys(key), *self._args(limits, "refund", bucket, tokens))
+        try:
+            async with self._slots, asyncio.timeout(self._deadline_s):
+                results = await pipe.execute(raise_on_error=False)
+                if any(isinstance(r, NoScriptError) for r in results):  # the script cache was flushed
+                    for (key, limits, bucket), tokens in batch.items():
+                        await self._redis.eval(SCRIPT, 2, *self._keys(key),
+                                               *self._args(limits, "refund", bucket, tokens))
+        except Exception as exc:  # noqa: BLE001 - a lost refund only makes limits stricter
+            self._down_until = time.monotonic() + self._retry_interval_s
+            self._failed(exc)
+
+    def _keys(self, key: str) -> tuple[str, str]:
+        return f"{self.prefix}{key}:t", f"{self.prefix}{key}:r"
+
+    def _args(self, limits: Limits, op: str, *extra: int) -> tuple[str | int, ...]:
+        now = "" if self._clock is None else str(int(self._clock() * 1000))
+        return (op, now, limits.tokens, limits.requests, limits.token_window_s, limits.request_window_s, *extra)
 
     async def close(self) -> None:
+        if self._flush is not None:
+            await asyncio.gather(self._flush, return_exceptions=True)
         await self._redis.aclose()
 
     async def _run(self, key: str, limits: Limits, op: str, *extra: int) -> list[int] | None:
@@ -194,12 +240,9 @@ class RedisLimiter:
         if time.monotonic() < self._down_until:
             self._failed(None)
             return None
-        now = "" if self._clock is None else str(int(self._clock() * 1000))
-        keys = (f"{self.prefix}{key}:t", f"{self.prefix}{key}:r")
-        args: tuple[str | int, ...] = (op, now, limits.tokens, limits.requests,
-                                       limits.token_window_s, limits.request_window_s, *extra)
+        keys, args = self._keys(key), self._args(limits, op, *extra)
         try:
-            async with asyncio.timeout(self._deadline_s):
+            async with self._slots, asyncio.timeout(self._deadline_s):
                 try:
                     result = await self._redis.evalsha(_SHA, 2, *keys, *args)
                 except NoScriptError:

@@ -7,8 +7,8 @@
 
 The rules live in `base` (read its docstring); `memory` and `redis` store the
 counters. The backend is chosen by URL: none, "" or "memory://" is the
-in-process limiter (exact for one process); "redis://", "rediss://" or
-"unix://" is the Redis limiter shared by every replica.
+in-process limiter (exact for one process); "redis://" is the Redis limiter
+shared by every replica (TLS and unix sockets are not supported yet).
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ if TYPE_CHECKING:
 
 __all__ = ["Decision", "Limiter", "Limits", "MemoryLimiter", "RedisLimiter", "UnlimitedLimiter", "open_limiter"]
 
-_REDIS_SCHEMES = ("redis://", "rediss://", "unix://")
+_REDIS_SCHEMES = ("redis://",)
 
 
 def open_limiter(url: str | None, *, failure_mode: FailureMode = "open",

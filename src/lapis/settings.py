@@ -31,6 +31,7 @@ class Settings:
     redis_url: str = ""  # LAPIS_REDIS_URL: rate-limit counters shared by replicas; empty = in-process
     ratelimit_failure: str = "open"  # what to do when Redis is unreachable: open | closed
     ratelimit: bool = True  # LAPIS_RATELIMIT=off turns per-deployment limits off (benchmarks, load tests)
+    trusted_proxies: tuple[str, ...] = ()  # LAPIS_TRUSTED_PROXIES: addresses/CIDRs whose X-Forwarded-For is believed
     server_url: str = ""  # for the CLI: LAPIS_URL, overriding the one in LAPIS_HOME
     extra: dict[str, str] = field(default_factory=dict)
 
@@ -77,6 +78,7 @@ def load(env: dict[str, str] | None = None, **overrides: object) -> Settings:
         redis_url=env.get("LAPIS_REDIS_URL", ""),
         ratelimit_failure=env.get("LAPIS_RATELIMIT_FAILURE", "open").lower(),
         ratelimit=env.get("LAPIS_RATELIMIT", "on").lower() not in ("off", "0", "false", "no"),
+        trusted_proxies=tuple(p.strip() for p in env.get("LAPIS_TRUSTED_PROXIES", "").split(",") if p.strip()),
         server_url=env.get("LAPIS_URL", ""),
     )
     values.update({k: v for k, v in overrides.items() if v is not None})

@@ -25,6 +25,8 @@ cognitiveservices_app.add_typer(model_app, name="model")
 cognitiveservices_app.add_typer(usage_app, name="usage")
 account_app.add_typer(deployment_app, name="deployment")
 account_app.add_typer(keys_app, name="keys")
+network_rule_app = new_typer("Manage an account's network rules (networkAcls ipRules).")
+account_app.add_typer(network_rule_app, name="network-rule")
 
 PublicNetworkAccess = Annotated[Optional[str], typer.Option(
     "--public-network-access", help="Enabled or Disabled: whether the account takes calls from public networks.")]
@@ -107,6 +109,8 @@ def account_list(resource_group: Annotated[Optional[str], typer.Option(
 def account_update(name: AccountName, resource_group: ResourceGroup, tags: Tags = None,
                    public_network_access: PublicNetworkAccess = None, custom_domain: CustomDomain = None,
                    sku: Annotated[Optional[str], typer.Option("--sku", "--sku-name", help="Name of the SKU.")] = None,
+                   default_action: Annotated[Optional[str], typer.Option(
+                       "--default-action", help="Allow or Deny: what happens to callers no network rule names.")] = None,
                    subscription: Subscription = None, output: Output = OutputFormat.json,
                    query: Query = None) -> None:
     """Update an account's tags, network access, custom domain or SKU (PATCH)."""
@@ -120,11 +124,61 @@ def account_update(name: AccountName, resource_group: ResourceGroup, tags: Tags 
         properties["customSubDomainName"] = custom_domain
     if sku is not None:
         body["sku"] = {"name": sku}
-    if properties:
-        body["properties"] = properties
     api = client()
     sub = subscription_id(api, subscription)
+    if default_action is not None:
+        acls = _network_acls(api, sub, resource_group, name)
+        acls["defaultAction"] = default_action.capitalize()
+        properties["networkAcls"] = acls
+    if properties:
+        body["properties"] = properties
     show(api.request("PATCH", account_path(sub, resource_group, name), body), output, query)
+
+
+def _network_acls(api: Any, sub: str, group: str, name: str) -> dict[str, Any]:
+    current = (api.get(account_path(sub, group, name)).get("properties") or {}).get("networkAcls") or {}
+    return {"defaultAction": current.get("defaultAction") or "Allow", "ipRules": list(current.get("ipRules") or []),
+            "virtualNetworkRules": list(current.get("virtualNetworkRules") or [])}
+
+
+IpAddress = Annotated[str, typer.Option("--ip-address", help="An IPv4 address or CIDR range, e.g. 203.0.113.0/24.")]
+
+
+def _set_rules(name: str, group: str, subscription: str | None, change: Any) -> dict[str, Any]:
+    api = client()
+    sub = subscription_id(api, subscription)
+    acls = _network_acls(api, sub, group, name)
+    acls["ipRules"] = change(acls["ipRules"])
+    account = api.request("PATCH", account_path(sub, group, name), {"properties": {"networkAcls": acls}})
+    return (account.get("properties") or {}).get("networkAcls") or {}
+
+
+@network_rule_app.command("add")
+def network_rule_add(name: AccountName, resource_group: ResourceGroup, ip_address: IpAddress,
+                     subscription: Subscription = None, output: Output = OutputFormat.json,
+                     query: Query = None) -> None:
+    """Let an address or range call the account (when its default action is Deny)."""
+    show(_set_rules(name, resource_group, subscription,
+                    lambda rules: rules + [{"value": ip_address}] if all(r.get("value") != ip_address for r in rules)
+                    else rules), output, query)
+
+
+@network_rule_app.command("remove")
+def network_rule_remove(name: AccountName, resource_group: ResourceGroup, ip_address: IpAddress,
+                        subscription: Subscription = None, output: Output = OutputFormat.json,
+                        query: Query = None) -> None:
+    """Take an address or range out of the account's network rules."""
+    show(_set_rules(name, resource_group, subscription,
+                    lambda rules: [r for r in rules if r.get("value") != ip_address]), output, query)
+
+
+@network_rule_app.command("list")
+def network_rule_list(name: AccountName, resource_group: ResourceGroup, subscription: Subscription = None,
+                      output: Output = OutputFormat.json, query: Query = None) -> None:
+    """Show the account's network rules."""
+    api = client()
+    acls = _network_acls(api, subscription_id(api, subscription), resource_group, name)
+    show({"ipRules": acls["ipRules"], "virtualNetworkRules": acls["virtualNetworkRules"]}, output, query)
 
 
 @account_app.command("delete")

@@ -20,6 +20,7 @@ import hmac
 from dataclasses import dataclass, field
 
 from lapis.catalog import Catalogue, ModelSpec, VersionSpec
+from lapis.dataplane.network import allowed_networks
 from lapis.store.records import Account, Deployment
 
 
@@ -49,6 +50,7 @@ class AccountEntry:
     keys: tuple[bytes, bytes]
     public_network_access: bool
     disable_local_auth: bool
+    allowed_networks: tuple | None = None  # None: any address; else networkAcls' ipRules (defaultAction Deny)
     deployments: dict[str, DeploymentEntry] = field(default_factory=dict)
 
     def key_matches(self, presented: str) -> bool:
@@ -83,6 +85,7 @@ def build_entry(account: Account, deployments: list[Deployment], catalogue: Cata
         keys=(account.key1.encode(), account.key2.encode()),
         public_network_access=str(props.get("publicNetworkAccess") or "Enabled").lower() != "disabled",
         disable_local_auth=bool(props.get("disableLocalAuth")),
+        allowed_networks=allowed_networks(props.get("networkAcls")),
         deployments=entries,
     )
 

@@ -17,7 +17,7 @@ from aiohttp import web
 from lapis.ratelimit.policy import is_provisioned
 from lapis.requestkeys import ADMISSION, DEPLOYMENT, REGION
 from lapis.auth import actions
-from lapis.dataplane import admission, apiversions, chat, embeddings, responses
+from lapis.dataplane import admission, apiversions, chat, embeddings, network, responses
 from lapis.dataplane.directory import AccountEntry, DeploymentEntry
 from lapis.dataplane.protocol import ChatRequest, CompletionsRequest, EmbeddingsRequest, decode
 from lapis.dataplane.streaming import stream_chat
@@ -38,6 +38,14 @@ def json_response(payload: Any, headers: dict[str, str], status: int = 200) -> w
 class DataPlane:
     def __init__(self, services: Services):
         self.services = services
+
+    @property
+    def trusted(self) -> tuple:
+        """The trusted proxies, parsed once."""
+        cached = getattr(self, "_trusted", None)
+        if cached is None:
+            cached = self._trusted = network.parse_networks(self.services.settings.trusted_proxies)
+        return cached
 
     # -- resolution ----------------------------------------------------------
 
@@ -88,6 +96,10 @@ class DataPlane:
         request[REGION] = entry.region
         if not entry.public_network_access:
             raise errors.public_access_disabled()
+        if entry.allowed_networks is not None:
+            caller = network.client_address(request.remote, request.headers.get("X-Forwarded-For"), self.trusted)
+            if not network.permitted(caller, entry.allowed_networks):
+                raise errors.firewall_denied()
         if key is None:
             raise errors.invalid_key()
         if bearer and (not v1 or _looks_like_jwt(key)):

@@ -77,6 +77,12 @@ def invalid_token() -> ApiError:
     return ApiError(401, json.dumps(body).encode(), "401")
 
 
+def firewall_denied() -> ApiError:
+    """networkAcls deny the caller's address (§2.2). Literal bytes, space after "message":."""
+    return ApiError(
+        403, b'{"error":{"code":"403","message": "Access denied due to Virtual Network/Firewall rules."}}', "403")
+
+
 def key_auth_disabled() -> ApiError:
     """disableLocalAuth is true and a key was used (§2.2)."""
     return _gateway(403, "AuthenticationTypeDisabled", "Key based authentication is disabled for this resource.")

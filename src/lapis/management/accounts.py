@@ -12,6 +12,7 @@ import secrets
 import uuid
 from typing import Any
 
+from lapis.dataplane.network import allowed_networks
 from lapis.errors import catalogue as errors
 from lapis.management import tenancy
 from lapis.services import Services
@@ -57,6 +58,16 @@ def _check_properties(props: dict[str, Any]) -> None:
     if pna is not None and str(pna) not in ("Enabled", "Disabled"):
         raise errors.arm_bad_request(f"The value '{pna}' of publicNetworkAccess is invalid. "
                                      "Valid values are 'Enabled' and 'Disabled'.", "InvalidResourceProperties")
+    acls = props.get("networkAcls")
+    if acls is not None:
+        if not isinstance(acls, dict) or str(acls.get("defaultAction") or "Allow") not in ("Allow", "Deny"):
+            raise errors.arm_bad_request("The networkAcls.defaultAction must be 'Allow' or 'Deny'.",
+                                         "InvalidNetworkRuleSet")
+        try:
+            allowed_networks({**acls, "defaultAction": "Deny"})
+        except (ValueError, AttributeError) as exc:
+            raise errors.arm_bad_request(f"The IP rule '{exc}' is not a valid IPv4 address or CIDR range.",
+                                         "InvalidNetworkRuleSet") from None
     sub = props.get("customSubDomainName")
     if sub is not None and not _SUBDOMAIN.match(str(sub)):
         raise errors.arm_bad_request(f"The custom subdomain name '{sub}' is invalid.", "InvalidSubDomainName")

@@ -117,13 +117,14 @@ async def healthz(request: web.Request) -> web.Response:
     return web.json_response({"status": "ok"})
 
 
-def write_server_file(settings: Settings, admin_token: str) -> None:
+def write_server_file(settings: Settings, admin_token: str, ca: object = None) -> None:
     settings.home.mkdir(parents=True, exist_ok=True)
     path = settings.server_file
     tmp = path.with_suffix(".tmp")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "w") as handle:
-        json.dump({"url": settings.base_url, "admin_token": admin_token, "pid": os.getpid()}, handle)
+        json.dump({"url": settings.base_url, "admin_token": admin_token, "pid": os.getpid(),
+                   "ca": str(ca) if ca else None}, handle)
     os.replace(tmp, path)
 
 

@@ -14,7 +14,7 @@ import sys
 
 from aiohttp import web
 
-from lapis import demo
+from lapis import certificates, demo
 from lapis.app import SERVICES, create_app, write_server_file
 from lapis.settings import Settings
 
@@ -23,16 +23,21 @@ async def serve(settings: Settings, ready_message: bool = True) -> None:
     app = create_app(settings)
     runner = web.AppRunner(app, access_log=None, handle_signals=False)
     await runner.setup()
-    site = web.TCPSite(runner, settings.host, settings.port, backlog=1024, reuse_address=True)
+    tls = certificates.ensure(settings.home) if settings.tls else None
+    site = web.TCPSite(runner, settings.host, settings.port, backlog=1024, reuse_address=True,
+                       ssl_context=certificates.server_context(tls) if tls else None)
     await site.start()
     services = app[SERVICES]
-    write_server_file(settings, services.admin_token)
+    write_server_file(settings, services.admin_token, tls.ca if tls else None)
     if ready_message:
         print(f"Lapis is listening on {settings.base_url} (data in {settings.database_url})", flush=True)
         if settings.demo:
             print("\n# The demo account is ready. For the first call:", flush=True)
             print(await demo.exports(services), flush=True)
             print(f"\n# The CLI finds this server through {settings.server_file}", flush=True)
+        if tls:
+            print("\n# HTTPS with a local CA. Trust it in the shells that call Lapis:", flush=True)
+            print(tls.trust_exports(), flush=True)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):

@@ -31,6 +31,7 @@ class Settings:
     redis_url: str = ""  # LAPIS_REDIS_URL: rate-limit counters shared by replicas; empty = in-process
     ratelimit_failure: str = "open"  # what to do when Redis is unreachable: open | closed
     ratelimit: bool = True  # LAPIS_RATELIMIT=off turns per-deployment limits off (benchmarks, load tests)
+    tls: bool = False  # LAPIS_TLS / serve --tls: HTTPS with a local CA (lapis.certificates)
     trusted_proxies: tuple[str, ...] = ()  # LAPIS_TRUSTED_PROXIES: addresses/CIDRs whose X-Forwarded-For is believed
     server_url: str = ""  # for the CLI: LAPIS_URL, overriding the one in LAPIS_HOME
     extra: dict[str, str] = field(default_factory=dict)
@@ -42,7 +43,7 @@ class Settings:
         host = "127.0.0.1" if self.host in ("0.0.0.0", "", "::") else self.host
         if ":" in host:
             host = f"[{host}]"
-        return f"http://{host}:{self.port}"
+        return f"{'https' if self.tls else 'http'}://{host}:{self.port}"
 
     @property
     def server_file(self) -> Path:
@@ -78,6 +79,7 @@ def load(env: dict[str, str] | None = None, **overrides: object) -> Settings:
         redis_url=env.get("LAPIS_REDIS_URL", ""),
         ratelimit_failure=env.get("LAPIS_RATELIMIT_FAILURE", "open").lower(),
         ratelimit=env.get("LAPIS_RATELIMIT", "on").lower() not in ("off", "0", "false", "no"),
+        tls=env.get("LAPIS_TLS", "").lower() in ("1", "true", "yes"),
         trusted_proxies=tuple(p.strip() for p in env.get("LAPIS_TRUSTED_PROXIES", "").split(",") if p.strip()),
         server_url=env.get("LAPIS_URL", ""),
     )

@@ -37,8 +37,17 @@ class LapisProcess:
     extra_args: list[str] = field(default_factory=list)
 
     @property
+    def tls(self) -> bool:
+        return "--tls" in self.extra_args
+
+    @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+        return f"{'https' if self.tls else 'http'}://127.0.0.1:{self.port}"
+
+    @property
+    def verify(self) -> str | bool:
+        """What requests should verify this server's certificate against."""
+        return str(self.home / "tls" / "ca.pem") if self.tls else True
 
     def start(self, timeout: float = 20.0) -> None:
         self.log_path = self.home / "server.log"
@@ -57,7 +66,7 @@ class LapisProcess:
                 raise RuntimeError(f"lapis exited with {self.proc.returncode}:\n{self.log()}")
             if server_file.exists():
                 try:
-                    if requests.get(f"{self.url}/healthz", timeout=1).status_code == 200:
+                    if requests.get(f"{self.url}/healthz", timeout=1, verify=self.verify).status_code == 200:
                         self.admin_token = json.loads(server_file.read_text())["admin_token"]
                         return
                 except (requests.ConnectionError, ValueError, KeyError):
@@ -89,7 +98,7 @@ class LapisProcess:
             token: str | None = None) -> requests.Response:
         headers = {"Authorization": f"Bearer {token or self.admin_token}"}
         return requests.request(method, f"{self.url}{path}", params={"api-version": api_version},
-                                json=body, headers=headers, timeout=30)
+                                json=body, headers=headers, timeout=30, verify=self.verify)
 
     def account_path(self, group: str, name: str, sub: str = DEFAULT_SUBSCRIPTION) -> str:
         return f"/subscriptions/{sub}/resourceGroups/{group}/providers/Microsoft.CognitiveServices/accounts/{name}"
@@ -117,8 +126,9 @@ def server_env(home: Path, **extra: str) -> dict[str, str]:
     return env
 
 
-def start_server(home: Path, demo: bool = False, port: int | None = None, **extra_env: str) -> LapisProcess:
-    server = LapisProcess(home=home, port=port or free_port(), env=server_env(home, **extra_env),
-                          extra_args=["--demo"] if demo else [])
+def start_server(home: Path, demo: bool = False, port: int | None = None, tls: bool = False,
+                 **extra_env: str) -> LapisProcess:
+    args = (["--demo"] if demo else []) + (["--tls"] if tls else [])
+    server = LapisProcess(home=home, port=port or free_port(), env=server_env(home, **extra_env), extra_args=args)
     server.start()
     return server

@@ -67,6 +67,7 @@ def path(*segments: str) -> str:
 class Server:
     url: str
     admin_token: str
+    ca: str | None = None  # the local CA of a --tls server: what https calls verify against
 
 
 def find_server(settings: Settings | None = None) -> Server:
@@ -86,7 +87,7 @@ def find_server(settings: Settings | None = None) -> Server:
     url = settings.server_url or str(info.get("url") or "")
     if not url:
         raise CliError(f"{file} holds no server URL; set LAPIS_URL or restart the server. {START_HINT}")
-    return Server(url=url.rstrip("/"), admin_token=str(info["admin_token"]))
+    return Server(url=url.rstrip("/"), admin_token=str(info["admin_token"]), ca=info.get("ca") or None)
 
 
 def _error_from(response: requests.Response) -> CliError:
@@ -127,7 +128,7 @@ class Client:
         params = {"api-version": api_version} if api_version else None
         try:
             response = self.session.request(method, url, params=params, json=body, headers=headers,
-                                            timeout=TIMEOUT)
+                                            timeout=TIMEOUT, verify=server.ca or True)
         except requests.ConnectionError:
             raise CliError(f"Cannot reach the Lapis server at {server.url}: the connection was refused or "
                            f"dropped. Is it running? {START_HINT}") from None

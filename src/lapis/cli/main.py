@@ -62,11 +62,12 @@ def root() -> None:
 @app.command()
 def serve(host: str = typer.Option(None, help="Address to listen on"),
           port: int = typer.Option(None, help="Port to listen on"),
-          demo: bool = typer.Option(False, "--demo", help="Seed the demo account and print the exports")) -> None:
+          demo: bool = typer.Option(False, "--demo", help="Seed the demo account and print the exports"),
+          tls: bool = typer.Option(False, "--tls", help="Serve HTTPS with a local CA (made on first use)")) -> None:
     """Run the Lapis server."""
     from lapis.server import run
 
-    run(settings_module.load(host=host, port=port, demo=demo or None))
+    run(settings_module.load(host=host, port=port, demo=demo or None, tls=tls or None))
 
 
 def expand_multi_values(args: Sequence[str]) -> list[str]:

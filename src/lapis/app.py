@@ -13,6 +13,7 @@ import asyncio
 import json
 import logging
 import os
+import random
 import secrets
 import uuid
 from typing import Awaitable, Callable
@@ -59,19 +60,25 @@ def _is_arm(request: web.Request) -> bool:
     return path.startswith("/subscriptions") or path.startswith("/providers") or path.startswith("/lapis/admin")
 
 
+_ids = random.Random()  # request ids must be unique, not secret: no system call per request
+
+
 @web.middleware
 async def request_ids(request: web.Request, handler: Handler) -> web.StreamResponse:
-    request_id = str(uuid.uuid4())
-    request[REQUEST_ID] = request_id
-    response = await handler(request)
-    if not response.prepared:
+    request[REQUEST_ID] = str(uuid.UUID(int=_ids.getrandbits(128), version=4))
+    return await handler(request)
+
+
+async def tracing_headers(request: web.Request, response: web.StreamResponse) -> None:
+    """Every response, streamed ones included, carries the request id (on_response_prepare)."""
+    request_id = request.get(REQUEST_ID)
+    if request_id:
         response.headers.setdefault("apim-request-id", request_id)
         response.headers.setdefault("x-request-id", request_id)
-        response.headers.setdefault("x-content-type-options", "nosniff")
-        client_id = request.headers.get("x-ms-client-request-id")
-        if client_id:
-            response.headers.setdefault("x-ms-client-request-id", client_id)
-    return response
+    response.headers.setdefault("x-content-type-options", "nosniff")
+    client_id = request.headers.get("x-ms-client-request-id")
+    if client_id:
+        response.headers.setdefault("x-ms-client-request-id", client_id)
 
 
 def _render(request: web.Request, error: ApiError) -> web.Response:
@@ -171,6 +178,7 @@ def create_app(settings: Settings, services: Services | None = None) -> web.Appl
     plane = DataPlane(services)  # type: ignore[arg-type]  # filled in at start-up
     arm = ArmApp(services)  # type: ignore[arg-type]
     app.on_startup.append(start)
+    app.on_response_prepare.append(tracing_headers)
     app.on_cleanup.append(stop)
     app.router.add_get("/healthz", healthz)
     admin.add_routes(app, lambda: app[SERVICES])

@@ -196,3 +196,14 @@ def test_json_schema_response_format(demo):
         model=CHAT, messages=MESSAGES, response_format={"type": "json_schema",
                                                         "json_schema": {"name": "actions", "schema": schema}})
     jsonschema.validate(json.loads(resp.choices[0].message.content), schema)
+
+
+def test_streamed_responses_carry_the_request_id(demo):
+    import requests
+
+    with requests.post(f"{demo['AZURE_OPENAI_ENDPOINT']}/openai/deployments/{CHAT}/chat/completions",
+                       params={"api-version": "2024-10-21"}, headers={"api-key": demo["AZURE_OPENAI_KEY"]},
+                       json={"messages": MESSAGES, "stream": True, "max_tokens": 3}, stream=True, timeout=30) as resp:
+        assert resp.headers["Content-Type"].startswith("text/event-stream")
+        assert resp.headers["apim-request-id"] == resp.headers["x-request-id"]
+        assert resp.headers["x-ms-region"] == "East US" and "x-ratelimit-remaining-tokens" in resp.headers

@@ -24,7 +24,7 @@ from lapis.dataplane.directory import AccountEntry, DeploymentEntry
 from lapis.dataplane.protocol import ChatRequest, CompletionsRequest
 from lapis.errors import catalogue as errors
 from lapis.ratelimit import Decision, Limiter, Limits
-from lapis.ratelimit.policy import is_provisioned, limits_for, requests_per_minute
+from lapis.ratelimit.policy import is_provisioned, requests_per_minute
 
 OPERATION_IDS = {"chat": "ChatCompletions_Create", "completions": "Completions_Create",
                  "embeddings": "Embeddings_Create"}
@@ -89,7 +89,7 @@ class Gate:
 
     async def admit(self, request: web.Request, account: AccountEntry, dep: DeploymentEntry, cost: int,
                     operation: str) -> Admission:
-        limits = limits_for(dep.model, dep.sku, dep.capacity)
+        limits = dep.limits
         key = f"{account.id}/{dep.name.lower()}"
         decision = await self.limiter.admit(key, limits, cost)
         admission = Admission(key, limits, cost, decision)

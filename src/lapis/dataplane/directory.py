@@ -21,6 +21,8 @@ from dataclasses import dataclass, field
 
 from lapis.catalog import Catalogue, ModelSpec, VersionSpec
 from lapis.dataplane.network import allowed_networks
+from lapis.ratelimit.base import Limits
+from lapis.ratelimit.policy import limits_for
 from lapis.store.records import Account, Deployment
 
 
@@ -31,6 +33,7 @@ class DeploymentEntry:
     version: VersionSpec
     sku: str
     capacity: int
+    limits: Limits  # what the gate enforces (lapis.ratelimit.policy), worked out once
 
     @property
     def model_id(self) -> str:
@@ -72,7 +75,8 @@ def build_entry(account: Account, deployments: list[Deployment], catalogue: Cata
         version = model.version(dep.model_version) if model else None
         if model is None or version is None:
             continue  # the catalogue no longer knows it: the deployment cannot serve
-        entries[dep.name.lower()] = DeploymentEntry(dep.name, model, version, dep.sku_name, dep.capacity)
+        entries[dep.name.lower()] = DeploymentEntry(dep.name, model, version, dep.sku_name, dep.capacity,
+                                                    limits_for(model, dep.sku_name, dep.capacity))
     return AccountEntry(
         id=account.id,
         name=account.name,

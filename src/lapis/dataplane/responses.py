@@ -8,15 +8,15 @@ captured). Content filtering is not modelled yet: every annotation says safe.
 from __future__ import annotations
 
 import base64
+import functools
+import hashlib
 import random
-import string
 import struct
 import time
 from typing import Any, Sequence
 
 from lapis.backends.base import Choice, Delta, ToolCall
 
-_ALPHABET = string.ascii_letters + string.digits
 SAFE = {"filtered": False, "severity": "safe"}
 CHOICE_FILTERS = {"hate": SAFE, "self_harm": SAFE, "sexual": SAFE, "violence": SAFE}
 PROMPT_FILTERS = {"hate": SAFE, "jailbreak": {"filtered": False, "detected": False}, "self_harm": SAFE,
@@ -24,17 +24,17 @@ PROMPT_FILTERS = {"hate": SAFE, "jailbreak": {"filtered": False, "detected": Fal
 
 
 _ids = random.Random()  # ids need to be unique, not secret: no system call per id
+_BASE62 = bytes.maketrans(b"+/", b"Qz")  # base64's two extra symbols, folded into letters
 
 
 def new_id(prefix: str) -> str:
     """chatcmpl-<29 base62 characters>, the captured shape."""
-    return prefix + "".join(_ids.choices(_ALPHABET, k=29))
+    return prefix + base64.b64encode(_ids.getrandbits(176).to_bytes(22, "little"))[:29].translate(_BASE62).decode()
 
 
+@functools.lru_cache(maxsize=256)
 def fingerprint(model_id: str) -> str:
     """A stable fp_<10 hex> per model version."""
-    import hashlib
-
     return "fp_" + hashlib.sha256(model_id.encode()).hexdigest()[:10]
 
 

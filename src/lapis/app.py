@@ -180,10 +180,10 @@ def create_app(settings: Settings, services: Services | None = None) -> web.Appl
     app.on_startup.append(start)
     app.on_response_prepare.append(tracing_headers)
     app.on_cleanup.append(stop)
+    add_routes(app, plane)  # the hot path first: the router tries resources in order
     app.router.add_get("/healthz", healthz)
     admin.add_routes(app, lambda: app[SERVICES])
     identity_routes.add_routes(app, lambda: app[SERVICES])
-    add_routes(app, plane)
 
     async def fallback(request: web.Request) -> web.StreamResponse:
         return await _fallback(request, arm)

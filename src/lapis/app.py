@@ -1,10 +1,11 @@
 """create_app(): builds the server and shows its middleware order, top to bottom.
 
-    1. request_ids   every response carries apim-request-id / x-request-id
-    2. errors        ApiError -> its exact body; anything else -> Azure's 500
-                     with the request id (never a stack trace on the wire)
-    3. routes        /healthz, /lapis/admin/*, the data plane, then ARM
-                     (case-insensitive catch-all under /subscriptions)
+    1. azure_envelope  gives every request an id (on_response_prepare puts it in
+                       apim-request-id / x-request-id, streams included);
+                       ApiError -> its exact body; anything else -> Azure's 500
+                       with the request id (never a stack trace on the wire)
+    2. routes          the data plane, /healthz, /lapis/admin/*, identity, then
+                       ARM (case-insensitive catch-all under /subscriptions)
 """
 
 from __future__ import annotations
@@ -63,12 +64,6 @@ def _is_arm(request: web.Request) -> bool:
 _ids = random.Random()  # request ids must be unique, not secret: no system call per request
 
 
-@web.middleware
-async def request_ids(request: web.Request, handler: Handler) -> web.StreamResponse:
-    request[REQUEST_ID] = str(uuid.UUID(int=_ids.getrandbits(128), version=4))
-    return await handler(request)
-
-
 async def tracing_headers(request: web.Request, response: web.StreamResponse) -> None:
     """Every response, streamed ones included, carries the request id (on_response_prepare)."""
     request_id = request.get(REQUEST_ID)
@@ -91,9 +86,14 @@ def _render(request: web.Request, error: ApiError) -> web.Response:
     return response
 
 
-def error_bodies(max_body_bytes: int):  # noqa: ANN201 - an aiohttp middleware
+def azure_envelope(max_body_bytes: int):  # noqa: ANN201 - an aiohttp middleware
+    """The one middleware: a request id for every request, and Azure's error
+    bodies for whatever the handlers raise (one layer, because each layer
+    costs on every request of the hot path)."""
+
     @web.middleware
     async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+        request[REQUEST_ID] = str(uuid.UUID(int=_ids.getrandbits(128), version=4))
         try:
             return await handler(request)
         except ApiError as error:
@@ -154,7 +154,7 @@ async def build_services(settings: Settings) -> Services:
 
 
 def create_app(settings: Settings, services: Services | None = None) -> web.Application:
-    app = web.Application(middlewares=[request_ids, error_bodies(settings.max_body_bytes)], client_max_size=settings.max_body_bytes)
+    app = web.Application(middlewares=[azure_envelope(settings.max_body_bytes)], client_max_size=settings.max_body_bytes)
 
     async def start(app: web.Application) -> None:
         built = services or await build_services(settings)

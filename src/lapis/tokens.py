@@ -125,6 +125,10 @@ def _tool_calls_tokens(enc: Encoding, message: dict[str, Any]) -> int:
     return total
 
 
+# Every chat role is one token in both vocabularies (checked in the tests).
+_ROLE_TOKENS = {"system": 1, "user": 1, "assistant": 1, "tool": 1, "function": 1, "developer": 1}
+
+
 def tools_json(tools: list[dict[str, Any]]) -> str:
     """The canonical text of tool definitions that `count_chat_prompt` counts."""
     return json.dumps(tools, separators=(",", ":"), ensure_ascii=False)
@@ -156,7 +160,8 @@ def count_chat_prompt(
     total = REPLY_PRIMING_TOKENS
     for message in messages:
         total += TOKENS_PER_MESSAGE
-        total += enc.count(str(message.get("role") or ""))
+        role = message.get("role")
+        total += _ROLE_TOKENS.get(role) or enc.count(str(role or ""))
         total += _content_tokens(enc, message.get("content"))
         name = message.get("name")
         if isinstance(name, str):

@@ -113,3 +113,11 @@ def test_rule_depends_on_encoding() -> None:
 
 def test_empty_messages_only_priming() -> None:
     assert count_chat_prompt([], None, "cl100k_base") == 3
+
+
+def test_every_chat_role_is_one_token():
+    from lapis import tokens
+
+    for name in ("o200k_base", "cl100k_base"):
+        for role in tokens._ROLE_TOKENS:
+            assert tokens.count_text(role, name) == 1

@@ -30,6 +30,7 @@ from lapis.auth import rbac
 from lapis.auth.rbac import Authorizer, RoleDefinition
 from lapis.auth.store import CHANGED_CHANNEL, AssignmentExists, AssignmentStore, RoleAssignment
 from lapis.errors import catalogue as errors
+from lapis.management.bodies import read_json
 
 _AUTH = r"^(?P<scope>.*?)/providers/Microsoft\.Authorization/"
 _ASSIGNMENTS = re.compile(_AUTH + r"roleAssignments(?:/(?P<name>[^/]+))?/?$", re.IGNORECASE)
@@ -70,18 +71,6 @@ def assignment_body(a: RoleAssignment) -> dict[str, Any]:
         },
         "id": f"{a.scope}/providers/{TYPE}/{a.id}", "type": TYPE, "name": a.id,
     }
-
-
-async def _read_body(request: web.Request) -> dict[str, Any]:
-    raw = await request.read()
-    try:
-        body = json.loads(raw) if raw.strip() else {}
-    except ValueError as exc:
-        raise errors.arm_bad_request(f"The request content was invalid and could not be deserialized: '{exc}'.")
-    if not isinstance(body, dict):
-        raise errors.arm_bad_request("The request content was invalid and could not be deserialized: "
-                                     "'expected a JSON object'.")
-    return body
 
 
 async def _require_scope(services: Any, scope: str) -> None:
@@ -130,7 +119,7 @@ class _Context:
 
 
 async def _put(c: _Context, scope: str, name: str, request: web.Request) -> web.Response:
-    props = (await _read_body(request)).get("properties")
+    props = (await read_json(request)).get("properties")
     if not isinstance(props, dict):
         raise errors.arm_bad_request("The request content was invalid: 'properties' is required.")
     role_ref = props.get("roleDefinitionId")

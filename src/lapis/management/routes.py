@@ -24,6 +24,7 @@ from lapis.auth.actions import arm_permission
 from lapis.errors import ApiError
 from lapis.errors import catalogue as errors
 from lapis.management import accounts, deployments, shapes, tenancy
+from lapis.management.bodies import read_json
 from lapis.management.router import ArmRouter
 from lapis.identity.service import verify_bearer
 from lapis.identity.tokens import MANAGEMENT_AUDIENCES, InvalidToken
@@ -265,20 +266,6 @@ async def authorize(services: Services, caller: Caller, request: web.Request) ->
     if permission is not None and not await services.authorizer.allowed_action(caller.oid, permission.action,
                                                                                permission.scope):
         raise errors.authorization_failed(caller.name, caller.oid, permission.action, permission.scope)
-
-
-async def read_json(request: web.Request) -> dict[str, Any]:
-    raw = await request.read()
-    if not raw.strip():
-        return {}
-    try:
-        body = json.loads(raw)
-    except ValueError as exc:
-        raise errors.arm_bad_request(f"The request content was invalid and could not be deserialized: '{exc}'.")
-    if not isinstance(body, dict):
-        raise errors.arm_bad_request("The request content was invalid and could not be deserialized: "
-                                     "'expected a JSON object'.")
-    return body
 
 
 class ArmApp:

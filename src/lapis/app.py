@@ -32,7 +32,7 @@ from lapis.dataplane.routes import DataPlane, add_routes
 from lapis.errors import ApiError
 from lapis.errors import catalogue as errors
 from lapis.identity import routes as identity_routes
-from lapis.management import admin, tenancy
+from lapis.management import admin, metadata, tenancy
 from lapis.management.routes import ArmApp, arm_error_response
 from lapis.services import Services
 from lapis.ratelimit import UnlimitedLimiter, open_limiter
@@ -184,6 +184,7 @@ def create_app(settings: Settings, services: Services | None = None) -> web.Appl
     app.router.add_get("/healthz", healthz)
     admin.add_routes(app, lambda: app[SERVICES])
     identity_routes.add_routes(app, lambda: app[SERVICES])
+    metadata.add_routes(app, lambda: app[SERVICES])
 
     async def fallback(request: web.Request) -> web.StreamResponse:
         return await _fallback(request, arm)

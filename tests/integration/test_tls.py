@@ -88,3 +88,12 @@ def test_service_principal_over_https_with_openai(tls_server, tmp_path):
                           timeout=120, cwd=tmp_path)
     assert done.returncode == 0, done.stderr[-3000:]
     assert json.loads(done.stdout)["text"]
+
+
+def test_cloud_metadata_for_az_cloud_register(tls_server):
+    meta = requests.get(f"{tls_server.url}/metadata/endpoints", params={"api-version": "2022-09-01"},
+                        verify=tls_server.verify, timeout=10).json()
+    assert meta["name"] and isinstance(meta["suffixes"], dict)
+    assert meta["authentication"]["loginEndpoint"] == tls_server.url
+    assert meta["authentication"]["audiences"][0] == "https://management.core.windows.net/"
+    assert meta["resourceManager"] == f"{tls_server.url}/"

@@ -31,7 +31,7 @@ def make_call(**kw: Any) -> ChatCall:
 
 
 async def chat(call: ChatCall, backend: SimulatorBackend | None = None) -> list[Choice]:
-    return await (backend or SimulatorBackend()).chat(call)
+    return (await (backend or SimulatorBackend()).chat(call)).choices
 
 
 async def collect(backend: SimulatorBackend, call: ChatCall) -> list[Delta]:
@@ -234,7 +234,7 @@ async def test_json_object_and_json_schema() -> None:
 
 async def test_chat_counts_tokens() -> None:
     backend = SimulatorBackend()
-    choices = await backend.chat(make_call(n=3))
+    choices = (await backend.chat(make_call(n=3))).choices
     assert backend.stats.tokens_generated == sum(count_text(c.content or "", "o200k_base") for c in choices)
 
 

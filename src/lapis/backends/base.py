@@ -29,6 +29,9 @@ class ChatCall:
     tool_choice: str | dict[str, Any] | None = None
     response_format: dict[str, Any] | None = None
     tokenizer: str = "o200k_base"  # encoding name used to cap and count tokens
+    # Request fields the simulator ignores but a real engine should see
+    # (top_p, presence_penalty, logit_bias, user, logprobs, ...), as sent.
+    extra: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,6 +60,59 @@ class Delta:
 
 
 @dataclass(frozen=True, slots=True)
+class Usage:
+    """Token counts an engine reports. When a backend gives none, the data
+    plane counts with the model's tokenizer."""
+
+    prompt_tokens: int
+    completion_tokens: int
+    cached_tokens: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class Completion:
+    """What chat() returns: one Choice per requested completion, and the
+    engine's own usage when it reported one."""
+
+    choices: list[Choice]
+    usage: Usage | None = None
+
+
+class UpstreamError(Exception):
+    """A backend failure, classified at the backend boundary so the balancer
+    can decide to retry or fail over and the data plane can answer with the
+    matching Azure error (lapis.errors.upstream.to_api_error).
+
+    kind:
+        rate_limited  the engine answered 429 (retry_after: its advice, seconds)
+        unavailable   5xx, or a fault injected as 503 / "down"
+        timeout       no answer (or no next chunk) within the deadline
+        unreachable   connection refused / reset / DNS: nothing was sent back
+        malformed     the engine answered, but not with the protocol we speak
+        rejected      the engine refused the request itself (4xx other than
+                      429): not retried, passed on as a 400
+    """
+
+    RETRYABLE = frozenset({"rate_limited", "unavailable", "timeout", "unreachable"})
+
+    def __init__(self, kind: str, message: str, status: int = 0, retry_after: float | None = None,
+                 body: bytes | None = None):
+        super().__init__(message)
+        self.kind = kind
+        self.message = message
+        self.status = status
+        self.retry_after = retry_after
+        self.body = body
+
+    @property
+    def retryable(self) -> bool:
+        return self.kind in self.RETRYABLE
+
+    def __repr__(self) -> str:
+        return f"UpstreamError({self.kind!r}, {self.message!r}, status={self.status}, retry_after={self.retry_after})"
+
+
+@dataclass(frozen=True, slots=True)
 class EmbedCall:
     model: str
     version: str
@@ -77,17 +133,25 @@ class BackendStats:
 class Backend(Protocol):
     stats: BackendStats
 
-    async def chat(self, call: ChatCall) -> list[Choice]:
-        """Return one Choice per requested completion (call.n of them)."""
+    async def chat(self, call: ChatCall) -> Completion:
+        """Return one Choice per requested completion (call.n of them), and
+        the engine's usage if it reports one. Failures raise UpstreamError."""
         ...
 
-    def chat_stream(self, call: ChatCall) -> AsyncIterator[Delta]:
-        """Yield Deltas for every choice, each choice ending with finish_reason.
+    def chat_stream(self, call: ChatCall) -> AsyncIterator[Delta | Usage]:
+        """Yield Deltas for every choice, each choice ending with finish_reason,
+        and at most one Usage (last) when the engine reports usage.
 
         The consumer may stop iterating at any time (client gone); the
-        backend must then stop generating (close the generator)."""
+        backend must then stop generating (close the generator, and for a
+        real engine close the upstream connection). Failures raise
+        UpstreamError, before the first item or in the middle."""
         ...
 
     async def embed(self, call: EmbedCall) -> list[list[float]]:
         """Return one vector of call.dimensions floats per input, unit length."""
+        ...
+
+    async def close(self) -> None:
+        """Release connections (pooled client sessions). Idempotent."""
         ...

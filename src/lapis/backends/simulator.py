@@ -38,7 +38,7 @@ import msgspec
 
 from lapis import tokens
 from lapis.backends import wordgen
-from lapis.backends.base import BackendStats, ChatCall, Choice, Delta, EmbedCall, ToolCall
+from lapis.backends.base import BackendStats, ChatCall, Choice, Completion, Delta, EmbedCall, ToolCall
 from lapis.backends.schema_instance import instance_for
 
 __all__ = ["SimulatorBackend"]
@@ -139,14 +139,14 @@ class SimulatorBackend:
         self.token_ms = token_ms
         self.stats = BackendStats()
 
-    async def chat(self, call: ChatCall) -> list[Choice]:
+    async def chat(self, call: ChatCall) -> Completion:
         plans = [_plan(call, i) for i in range(call.n)]
         generated = sum(p.generated for p in plans)
         delay_ms = self.ttft_ms + self.token_ms * generated
         if delay_ms > 0:
             await asyncio.sleep(delay_ms / 1000)
         self.stats.tokens_generated += generated
-        return [p.choice for p in plans]
+        return Completion([p.choice for p in plans])
 
     async def chat_stream(self, call: ChatCall) -> AsyncIterator[Delta]:
         plans = [_plan(call, i) for i in range(call.n)]
@@ -197,6 +197,9 @@ class SimulatorBackend:
         delay_ms = self.ttft_ms if first else self.token_ms
         if delay_ms > 0:
             await asyncio.sleep(delay_ms / 1000)
+
+    async def close(self) -> None:
+        return None
 
     async def embed(self, call: EmbedCall) -> list[list[float]]:
         self.stats.extra["embedded_inputs"] = self.stats.extra.get("embedded_inputs", 0) + len(call.inputs)

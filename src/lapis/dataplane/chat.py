@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import Any, Sequence
 
 from lapis import tokens
-from lapis.backends.base import ChatCall, Choice
+from lapis.backends.base import ChatCall, Choice, Completion
 from lapis.dataplane.directory import DeploymentEntry
 from lapis.dataplane.protocol import ChatRequest, CompletionsRequest
 from lapis.errors import catalogue as errors
@@ -139,13 +139,38 @@ def resolve_chat(req: ChatRequest, dep: DeploymentEntry) -> tuple[ChatCall, int]
         model=dep.model.name, version=dep.version.version, messages=messages, max_tokens=budget, n=n,
         stop=stops, temperature=1.0 if req.temperature is None else req.temperature, seed=req.seed,
         tools=req.tools, tool_choice=req.tool_choice, response_format=req.response_format,
-        tokenizer=dep.model.tokenizer,
+        tokenizer=dep.model.tokenizer, extra=_extra(req, _CHAT_EXTRA),
     )
     return call, prompt
 
 
-def resolve_completions(req: CompletionsRequest, dep: DeploymentEntry) -> tuple[list[ChatCall], int]:
-    """One backend call per prompt (legacy API), and the prompt tokens in all."""
+# Fields a real engine should see that ChatCall does not model itself: sent
+# upstream as given (None means absent and is not sent).
+_SHARED_EXTRA = ("top_p", "presence_penalty", "frequency_penalty", "logit_bias", "user")
+_CHAT_EXTRA = _SHARED_EXTRA + ("logprobs", "top_logprobs", "parallel_tool_calls", "reasoning_effort",
+                               "service_tier", "prompt_cache_key", "safety_identifier", "verbosity", "metadata")
+_COMPLETIONS_EXTRA = _SHARED_EXTRA + ("echo", "best_of", "logprobs", "suffix")
+
+
+def _extra(req: object, names: tuple[str, ...]) -> dict[str, Any]:
+    out = {}
+    for name in names:
+        value = getattr(req, name)
+        if value is not None:
+            out[name] = value
+    return out
+
+
+def usage_of(result: Completion, counted_prompt: int, tokenizer: str) -> tuple[int, int]:
+    """(prompt, completion) tokens: the engine's own usage when it gave one,
+    else the prompt as counted at admission and the completion counted here."""
+    if result.usage is not None:
+        return result.usage.prompt_tokens, result.usage.completion_tokens
+    return counted_prompt, completion_tokens(result.choices, tokenizer)
+
+
+def resolve_completions(req: CompletionsRequest, dep: DeploymentEntry) -> tuple[list[ChatCall], list[int]]:
+    """One backend call per prompt (legacy API), and each one's prompt tokens."""
     prompts = req.prompt if isinstance(req.prompt, list) else [req.prompt or ""]
     if not prompts:
         raise errors.empty_array("prompt")
@@ -160,9 +185,9 @@ def resolve_completions(req: CompletionsRequest, dep: DeploymentEntry) -> tuple[
         calls.append(ChatCall(
             model=dep.model.name, version=dep.version.version, messages=[{"role": "user", "content": text}],
             max_tokens=budget, n=n, stop=stops, temperature=1.0 if req.temperature is None else req.temperature,
-            seed=req.seed, tokenizer=dep.model.tokenizer,
+            seed=req.seed, tokenizer=dep.model.tokenizer, extra=_extra(req, _COMPLETIONS_EXTRA),
         ))
-    return calls, sum(counts)
+    return calls, counts
 
 
 def completion_tokens(choices: Sequence[Choice], tokenizer: str) -> int:

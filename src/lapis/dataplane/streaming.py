@@ -19,7 +19,7 @@ import msgspec
 from aiohttp import web
 
 from lapis.requestkeys import REQUEST_ID
-from lapis.backends.base import Backend, ChatCall, Choice
+from lapis.backends.base import Backend, ChatCall, Choice, UpstreamError, Usage
 from lapis.dataplane.chat import completion_tokens
 from lapis.dataplane.responses import ChunkMaker, TextChunkMaker
 from lapis.errors import ApiError
@@ -36,10 +36,12 @@ def event(payload: Any) -> bytes:
 
 async def stream_chat(request: web.Request, backend: Backend, call: ChatCall, model_id: str, prompt_tokens: int,
                       include_usage: bool, headers: Mapping[str, str],
-                      text: bool = False) -> tuple[web.StreamResponse, int]:
+                      text: bool = False) -> tuple[web.StreamResponse, tuple[int, int]]:
     """Stream one call; `text` selects the legacy completions chunk shape.
-    Returns the response and the completion tokens generated (all of them, or
-    as many as were produced before the client left)."""
+    Returns the response and the (prompt, completion) tokens used: the engine's
+    own usage when it sent one, else the prompt as counted and the completion
+    tokens generated (all of them, or as many as were produced before the
+    client left)."""
     response = web.StreamResponse(status=200, headers={
         **headers, "Content-Type": "text/event-stream; charset=utf-8", "Cache-Control": "no-cache"})
     await response.prepare(request)
@@ -50,8 +52,12 @@ async def stream_chat(request: web.Request, backend: Backend, call: ChatCall, mo
     calls: dict[int, list[Any]] = {}
     finish: dict[int, str] = {}
     generator = backend.chat_stream(call)
+    reported: Usage | None = None
     try:
         async for delta in generator:
+            if isinstance(delta, Usage):
+                reported = delta
+                continue
             if delta.index not in started:
                 started.add(delta.index)
                 role = maker.role(delta.index)
@@ -65,20 +71,31 @@ async def stream_chat(request: web.Request, backend: Backend, call: ChatCall, mo
                 calls.setdefault(delta.index, []).extend(delta.tool_calls)
             await response.write(event(maker.delta(delta)))
         if include_usage:
-            await response.write(event(maker.usage(prompt_tokens, _generated(pieces, calls, finish, call))))
+            prompt, completion = _used(reported, prompt_tokens, pieces, calls, finish, call)
+            await response.write(event(maker.usage(prompt, completion)))
         await response.write(DONE)
     except ConnectionError:
         log.info("client went away mid-stream; generation stopped")
-        return response, _generated(pieces, calls, finish, call)
+        return response, _used(reported, prompt_tokens, pieces, calls, finish, call)
     except ApiError as exc:
         await _write_error(response, exc.json())
+    except UpstreamError as exc:
+        log.warning("engine failed mid-stream (request %s): %r", request.get(REQUEST_ID, ""), exc)
+        await _write_error(response, errors.to_api_error(exc, request.get(REQUEST_ID, "")).json())
     except Exception:  # noqa: BLE001 - the status line is gone: report in-band
         request_id = request.get(REQUEST_ID, "")
         log.exception("stream failed (request %s)", request_id)
         await _write_error(response, errors.internal_error(request_id).json())
     finally:
         await generator.aclose()
-    return response, _generated(pieces, calls, finish, call)
+    return response, _used(reported, prompt_tokens, pieces, calls, finish, call)
+
+
+def _used(reported: Usage | None, prompt_tokens: int, pieces: dict[int, list[str]], calls: dict[int, list[Any]],
+          finish: dict[int, str], call: ChatCall) -> tuple[int, int]:
+    if reported is not None:
+        return reported.prompt_tokens, reported.completion_tokens
+    return prompt_tokens, _generated(pieces, calls, finish, call)
 
 
 def _generated(pieces: dict[int, list[str]], calls: dict[int, list[Any]], finish: dict[int, str],

@@ -16,3 +16,4 @@ from lapis.errors.base import ApiError, arm  # noqa: F401
 from lapis.errors.dataplane import *  # noqa: F401,F403
 from lapis.errors.oauth import *  # noqa: F401,F403
 from lapis.errors.rbac import *  # noqa: F401,F403
+from lapis.errors.upstream import *  # noqa: F401,F403

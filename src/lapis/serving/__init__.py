@@ -1,0 +1,1 @@
+"""Serving: which engine answers a deployment, and how (backends, pools, balancer, faults)."""

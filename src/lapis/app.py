@@ -21,9 +21,11 @@ from typing import Awaitable, Callable
 
 from aiohttp import web
 
-from lapis.requestkeys import REQUEST_ID, REGION
+from lapis.observe.capture import record_for
+from lapis.requestkeys import ERROR_CODE, FIRST_BYTE, REQUEST_ID, REGION, STARTED
 from lapis.auth.rbac import Authorizer
 from lapis.auth.store import AssignmentStore
+from lapis.backends.base import UpstreamError
 from lapis.backends.simulator import SimulatorBackend
 from lapis.catalog import load_catalogue
 from lapis.dataplane.admission import Gate
@@ -66,6 +68,8 @@ _ids = random.Random()  # request ids must be unique, not secret: no system call
 
 async def tracing_headers(request: web.Request, response: web.StreamResponse) -> None:
     """Every response, streamed ones included, carries the request id (on_response_prepare)."""
+    if STARTED in request:
+        request[FIRST_BYTE] = asyncio.get_running_loop().time()
     request_id = request.get(REQUEST_ID)
     if request_id:
         response.headers.setdefault("apim-request-id", request_id)
@@ -77,6 +81,7 @@ async def tracing_headers(request: web.Request, response: web.StreamResponse) ->
 
 
 def _render(request: web.Request, error: ApiError) -> web.Response:
+    request[ERROR_CODE] = error.code
     if _is_arm(request):
         return arm_error_response(error)
     response = web.Response(body=error.body, status=error.status, content_type="application/json")
@@ -94,23 +99,47 @@ def azure_envelope(max_body_bytes: int):  # noqa: ANN201 - an aiohttp middleware
     @web.middleware
     async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
         request[REQUEST_ID] = str(uuid.UUID(int=_ids.getrandbits(128), version=4))
-        try:
-            return await handler(request)
-        except ApiError as error:
-            return _render(request, error)
-        except web.HTTPRequestEntityTooLarge:
-            return _render(request, errors.request_too_large(max_body_bytes))
-        except web.HTTPException as exc:
-            if exc.status in (404, 405):
-                if _is_arm(request):
-                    return _render(request, errors.arm_no_route(request.method, request.path))
-                return _render(request, errors.resource_not_found())
-            raise
-        except Exception:  # noqa: BLE001 - the one place a bug becomes Azure's 500
-            log.exception("unhandled error (request %s)", request.get(REQUEST_ID))
-            return _render(request, errors.internal_error(request.get(REQUEST_ID, "")))
+        observers = observed(request)
+        if not observers:
+            return await _answer(request, handler, max_body_bytes)
+        loop = asyncio.get_running_loop()
+        request[STARTED] = loop.time()
+        response = await _answer(request, handler, max_body_bytes)
+        code = request.get(ERROR_CODE, "")
+        streaming = not isinstance(response, web.Response)
+        observers.emit(record_for(request, response.status, code, streaming, loop.time()))
+        return response
+
+    def observed(request: web.Request):  # noqa: ANN202
+        """The observers, for a data-plane request when anyone listens; else None."""
+        if "/openai/" not in request.path:
+            return None
+        services = request.app.get(SERVICES)
+        return services.observers if services is not None and services.observers else None
 
     return middleware
+
+
+async def _answer(request: web.Request, handler: Handler, max_body_bytes: int) -> web.StreamResponse:
+    """Run the handler; whatever it raises becomes Azure's error response."""
+    try:
+        return await handler(request)
+    except ApiError as error:
+        return _render(request, error)
+    except UpstreamError as failure:  # the balancer had no member left to try
+        log.warning("engine failed (request %s): %r", request.get(REQUEST_ID), failure)
+        return _render(request, errors.to_api_error(failure, request.get(REQUEST_ID, "")))
+    except web.HTTPRequestEntityTooLarge:
+        return _render(request, errors.request_too_large(max_body_bytes))
+    except web.HTTPException as exc:
+        if exc.status in (404, 405):
+            if _is_arm(request):
+                return _render(request, errors.arm_no_route(request.method, request.path))
+            return _render(request, errors.resource_not_found())
+        raise
+    except Exception:  # noqa: BLE001 - the one place a bug becomes Azure's 500
+        log.exception("unhandled error (request %s)", request.get(REQUEST_ID))
+        return _render(request, errors.internal_error(request.get(REQUEST_ID, "")))
 
 
 async def _fallback(request: web.Request, arm: ArmApp) -> web.StreamResponse:

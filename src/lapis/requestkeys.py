@@ -8,9 +8,16 @@ from aiohttp import web
 
 if TYPE_CHECKING:
     from lapis.dataplane.admission import Admission
-    from lapis.dataplane.directory import DeploymentEntry
+    from lapis.dataplane.directory import AccountEntry, DeploymentEntry
 
 REQUEST_ID = web.RequestKey("request_id", str)
 REGION = web.RequestKey("region", str)  # display name, for x-ms-region
 DEPLOYMENT: "web.RequestKey[DeploymentEntry]" = web.RequestKey("deployment", Any)  # type: ignore[arg-type]
 ADMISSION: "web.RequestKey[Admission]" = web.RequestKey("admission", Any)  # type: ignore[arg-type]
+ACCOUNT: "web.RequestKey[AccountEntry]" = web.RequestKey("account", Any)  # type: ignore[arg-type]
+CALLER = web.RequestKey("caller", str)  # key1 | key2 | principal object id
+USAGE = web.RequestKey("usage", tuple)  # (prompt, completion, cached) tokens
+SERVED = web.RequestKey("served", tuple)  # (member name, location) of the engine that answered
+FIRST_BYTE = web.RequestKey("first_byte", float)  # loop time the status line went out
+STARTED = web.RequestKey("started", float)  # loop time the request arrived
+ERROR_CODE = web.RequestKey("error_code", str)  # Azure error code of the answer, when it was an error

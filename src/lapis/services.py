@@ -14,6 +14,7 @@ from lapis.backends.base import Backend
 from lapis.catalog import Catalogue
 from lapis.dataplane.admission import Gate
 from lapis.dataplane.directory import Directory, build_entry
+from lapis.observe.record import Observers
 from lapis.settings import Settings
 from lapis.store.sql import SqlStore
 
@@ -38,6 +39,8 @@ class Services:
     identity: Any = None  # lapis.identity.Identity, set at start-up (token service, signing keys)
     authorizer: Any = None  # lapis.auth.rbac.Authorizer: role assignments, for token callers
     locks: dict = field(default_factory=dict)  # asyncio locks by purpose and scope (e.g. quota writes)
+    observers: Observers = field(default_factory=Observers)  # hear of every finished data-plane request
+    serving: Any = None  # lapis.serving.plans.Serving: which engines answer each deployment
     _tasks: set = field(default_factory=set)
 
     async def refresh_account(self, account_id: str) -> None:

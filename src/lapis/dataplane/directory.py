@@ -55,13 +55,20 @@ class AccountEntry:
     disable_local_auth: bool
     allowed_networks: tuple | None = None  # None: any address; else networkAcls' ipRules (defaultAction Deny)
     deployments: dict[str, DeploymentEntry] = field(default_factory=dict)
+    subscription_id: str = ""
+    resource_group: str = ""
+    tags: dict[str, str] = field(default_factory=dict)
 
     def key_matches(self, presented: str) -> bool:
         """Compare against both keys in constant time (both are always compared)."""
+        return self.which_key(presented) is not None
+
+    def which_key(self, presented: str) -> str | None:
+        """"key1", "key2" or None; both keys are always compared, in constant time."""
         given = presented.encode()
         first = hmac.compare_digest(given, self.keys[0])
         second = hmac.compare_digest(given, self.keys[1])
-        return first | second
+        return "key1" if first else "key2" if second else None
 
     def deployment(self, name: str) -> DeploymentEntry | None:
         return self.deployments.get(name.lower())
@@ -91,6 +98,9 @@ def build_entry(account: Account, deployments: list[Deployment], catalogue: Cata
         disable_local_auth=bool(props.get("disableLocalAuth")),
         allowed_networks=allowed_networks(props.get("networkAcls")),
         deployments=entries,
+        subscription_id=account.subscription_id,
+        resource_group=account.group,
+        tags=dict(account.doc.get("tags") or {}),
     )
 
 

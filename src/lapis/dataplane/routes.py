@@ -15,7 +15,7 @@ import msgspec
 from aiohttp import web
 
 from lapis.ratelimit.policy import is_provisioned
-from lapis.requestkeys import ADMISSION, DEPLOYMENT, REGION
+from lapis.requestkeys import ACCOUNT, ADMISSION, CALLER, DEPLOYMENT, REGION, USAGE
 from lapis.auth import actions
 from lapis.dataplane import admission, apiversions, chat, embeddings, network, responses
 from lapis.dataplane.directory import AccountEntry, DeploymentEntry
@@ -94,6 +94,7 @@ class DataPlane:
         key, bearer = self._presented_key(request, v1)
         entry = self._account(request, key)
         request[REGION] = entry.region
+        request[ACCOUNT] = entry
         if not entry.public_network_access:
             raise errors.public_access_disabled()
         if entry.allowed_networks is not None:
@@ -103,20 +104,24 @@ class DataPlane:
         if key is None:
             raise errors.invalid_key()
         if bearer and (not v1 or _looks_like_jwt(key)):
-            await self._check_token(entry, key, v1, operation)
+            await self._check_token(request, entry, key, v1, operation)
             return entry
         if entry.disable_local_auth:
             raise errors.key_auth_disabled()
-        if not entry.key_matches(key):
+        which = entry.which_key(key)
+        if which is None:
             raise errors.invalid_key()
+        request[CALLER] = which
         return entry
 
-    async def _check_token(self, entry: AccountEntry, token: str, v1: bool, operation: str) -> None:
+    async def _check_token(self, request: web.Request, entry: AccountEntry, token: str, v1: bool,
+                           operation: str) -> None:
         """Keys bypass RBAC; tokens need the data action at the account's scope."""
         try:
             claims = await verify_bearer(self.services, token, (COGNITIVE_SERVICES,))
         except InvalidToken:
             raise errors.invalid_token() from None
+        request[CALLER] = claims.oid
         action = DATA_ACTIONS[(operation, v1)]
         if not await self.services.authorizer.allowed_data_action(claims.oid, action.action, entry.arm_id):
             raise errors.permission_denied(claims.oid, action.action, action.method, action.route_template)
@@ -163,14 +168,16 @@ class DataPlane:
         try:
             if req.stream:
                 include_usage = bool(req.stream_options and req.stream_options.include_usage)
-                response, used = await stream_chat(request, backend, call, dep.model_id, prompt, include_usage,
-                                                   self.headers(request))
-                used += prompt
+                response, counts = await stream_chat(request, backend, call, dep.model_id, prompt, include_usage,
+                                                     self.headers(request))
+                request[USAGE] = (*counts, 0)
+                used = sum(counts)
                 return response
-            choices = await backend.chat(call)
-            completion = chat.completion_tokens(choices, call.tokenizer)
+            result = await backend.chat(call)
+            prompt, completion = chat.usage_of(result, prompt, call.tokenizer)
+            request[USAGE] = (prompt, completion, 0)
             used = prompt + completion
-            payload = responses.chat_completion(choices, dep.model_id, prompt, completion)
+            payload = responses.chat_completion(result.choices, dep.model_id, prompt, completion)
         finally:
             gate.settle(ticket, used)
         return json_response(payload, self.headers(request))
@@ -180,7 +187,8 @@ class DataPlane:
         body = await self._body(request)
         dep = self._deployment(request, entry, request.match_info.get("deployment"), "completions")
         req = decode(body, CompletionsRequest)
-        calls, prompt = chat.resolve_completions(req, dep)
+        calls, prompts = chat.resolve_completions(req, dep)
+        prompt = sum(prompts)
         if req.stream and len(calls) > 1:
             raise errors.invalid_value("prompt", "Lapis streams one prompt at a time; send the prompts in "
                                        "separate requests.", None)
@@ -191,15 +199,22 @@ class DataPlane:
         try:
             if req.stream:
                 include_usage = bool(req.stream_options and req.stream_options.include_usage)
-                response, used = await stream_chat(request, self.services.backend, calls[0], dep.model_id, prompt,
-                                                   include_usage, self.headers(request), text=True)
-                used += prompt
+                response, counts = await stream_chat(request, self.services.backend, calls[0], dep.model_id,
+                                                     prompt, include_usage, self.headers(request), text=True)
+                request[USAGE] = (*counts, 0)
+                used = sum(counts)
                 return response
             choices = []
-            for call in calls:
-                for choice in await self.services.backend.chat(call):
+            counted_prompt = completion = 0
+            for call, call_prompt in zip(calls, prompts):
+                result = await self.services.backend.chat(call)
+                part_prompt, part_completion = chat.usage_of(result, call_prompt, call.tokenizer)
+                counted_prompt += part_prompt
+                completion += part_completion
+                for choice in result.choices:
                     choices.append(choice.__class__(len(choices), choice.content, choice.finish_reason))
-            completion = chat.completion_tokens(choices, dep.model.tokenizer)
+            prompt = counted_prompt
+            request[USAGE] = (prompt, completion, 0)
             used = prompt + completion
             payload = responses.text_completion(choices, dep.model_id, prompt, completion, len(calls))
         finally:
@@ -221,6 +236,7 @@ class DataPlane:
             vectors = await self.services.backend.embed(call)
         finally:
             gate.settle(ticket, ticket.cost)  # an embedding costs what was charged: nothing to refund
+        request[USAGE] = (prompt, 0, 0)
         items = [responses.embedding_item(i, v, as_base64) for i, v in enumerate(vectors)]
         return json_response(responses.embeddings(items, dep.model.name, prompt), self.headers(request))
 

@@ -1,0 +1,79 @@
+"""The one record every data-plane request leaves behind, and who hears of it.
+
+The envelope middleware (lapis.app) builds a RequestRecord when a data-plane
+request ends (after the last byte of a stream) and hands it to each observer
+in `Observers`. Observers are synchronous and must not block: metrics update
+counters, usage and log sinks put the record on a bounded queue and return.
+A failing observer is logged and never fails the request.
+
+What the handlers leave on the request for it (lapis.requestkeys):
+    ACCOUNT     the AccountEntry once the account is known
+    DEPLOYMENT  the DeploymentEntry once the deployment is known
+    CALLER      "key1" / "key2" for keys, the principal's object id for tokens
+    USAGE       (prompt_tokens, completion_tokens, cached_tokens) when the model ran
+    SERVED      (member name, location) of the engine that answered
+    FIRST_BYTE  loop time the status line went out (on_response_prepare)
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from typing import Callable
+
+log = logging.getLogger("lapis.observe")
+
+
+@dataclass(slots=True)
+class RequestRecord:
+    time: float  # epoch seconds when the request arrived
+    request_id: str
+    operation: str  # chat | completions | embeddings | models
+    operation_name: str  # Azure's operation id, e.g. ChatCompletions_Create
+    api_version: str  # as sent, "" when absent
+    status: int
+    streaming: bool
+    duration_ms: float  # arrival to last byte
+    ttfb_ms: float  # arrival to status line
+    caller: str = ""  # key1 | key2 | principal object id | "" (not authenticated)
+    caller_ip: str = ""
+    account_id: str = ""
+    account_name: str = ""
+    account_arm_id: str = ""  # /subscriptions/{sub}/resourceGroups/{rg}/providers/.../accounts/{name}
+    subscription_id: str = ""
+    resource_group: str = ""
+    location: str = ""  # the account's region, e.g. eastus
+    tags: dict[str, str] = field(default_factory=dict)  # the account's tags
+    deployment: str = ""
+    model: str = ""
+    model_version: str = ""
+    sku: str = ""  # Standard | GlobalStandard | ProvisionedManaged | ...
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    cached_tokens: int = 0
+    served_by: str = ""  # the deployment or member that answered (x-ms-deployment-name)
+    served_region: str = ""  # the location whose engine answered
+    error_code: str = ""  # Azure error code when status >= 400
+
+
+Observer = Callable[[RequestRecord], None]
+
+
+class Observers:
+    """The listeners; `add` at start-up, `emit` from the middleware."""
+
+    def __init__(self) -> None:
+        self._observers: list[Observer] = []
+
+    def add(self, observer: Observer) -> None:
+        self._observers.append(observer)
+
+    def __bool__(self) -> bool:
+        return bool(self._observers)
+
+    def emit(self, record: RequestRecord) -> None:
+        for observer in self._observers:
+            try:
+                observer(record)
+            except Exception:  # noqa: BLE001 - observing must never fail a request
+                log.exception("observer %r failed", observer)

@@ -25,6 +25,7 @@ DEFAULT_SUBSCRIPTION = "2c6d6e8a-6c61-7069-7300-000000000001"
 DEFAULT_SUBSCRIPTION_NAME = "Lapis local subscription"
 ADMIN_PRINCIPAL = "admin@lapis.local"
 DIRECTORY_CHANNEL = "lapis_directory"  # PostgreSQL channel: "this account changed"
+SERVING_CHANNEL = "lapis_serving"  # PostgreSQL channel: "backends, pools or faults changed"
 
 
 @dataclass(slots=True)
@@ -49,6 +50,13 @@ class Services:
         request."""
         await self.reload_account(account_id)
         await self.store.db.notify(DIRECTORY_CHANNEL, account_id)
+
+    async def refresh_serving(self) -> None:
+        """After a committed change to backends, pools or faults: rebuild the
+        serving view here and tell the other replicas to do the same."""
+        if self.serving is not None:
+            await self.serving.reload()
+        await self.store.db.notify(SERVING_CHANNEL, "changed")
 
     async def reload_account(self, account_id: str) -> None:
         """Re-read one account and its deployments into the data-plane directory."""

@@ -21,3 +21,4 @@ SERVED = web.RequestKey("served", tuple)  # (member name, location) of the engin
 FIRST_BYTE = web.RequestKey("first_byte", float)  # loop time the status line went out
 STARTED = web.RequestKey("started", float)  # loop time the request arrived
 ERROR_CODE = web.RequestKey("error_code", str)  # Azure error code of the answer, when it was an error
+SPILLED_FROM = web.RequestKey("spilled_from", str)  # the deployment whose 429 sent this one to its spillover

@@ -52,6 +52,12 @@ def completions_cost(req: CompletionsRequest, dep: DeploymentEntry) -> int:
     return math.ceil(chars / 4) + budget * max(req.n or 1, req.best_of or 1) * len(prompts)
 
 
+def call_cost(messages: list[Any], max_tokens: int, n: int) -> int:
+    """A backend call's estimate (a pool member deployment's admission)."""
+    chars = sum(_chars(m.get("content")) for m in messages if isinstance(m, dict))
+    return math.ceil(chars / 4) + max_tokens * n
+
+
 def embeddings_cost(inputs: list[str | list[int]]) -> int:
     return sum(math.ceil(len(x) / 4) if isinstance(x, str) else len(x) for x in inputs)
 
@@ -89,17 +95,25 @@ class Gate:
 
     async def admit(self, request: web.Request, account: AccountEntry, dep: DeploymentEntry, cost: int,
                     operation: str) -> Admission:
+        admission = await self.reserve(account, dep, cost)
+        if admission.decision.allowed:
+            return admission
+        raise self.throttled(request, account, dep, admission, operation)
+
+    async def reserve(self, account: AccountEntry, dep: DeploymentEntry, cost: int) -> Admission:
+        """Charge `cost` against the deployment's windows if they have room;
+        the caller reads `decision.allowed` (a pool member's deployment is
+        admitted this way: a refusal moves the balancer to the next member)."""
         limits = dep.limits
         key = f"{account.id}/{dep.name.lower()}"
         decision = await self.limiter.admit(key, limits, cost)
-        admission = Admission(key, limits, cost, decision)
         if decision.allowed:
             self.admitted += 1
-            return admission
-        self.denied += 1
-        raise self._throttled(request, account, dep, admission, operation)
+        else:
+            self.denied += 1
+        return Admission(key, limits, cost, decision)
 
-    def _throttled(self, request: web.Request, account: AccountEntry, dep: DeploymentEntry, admission: Admission,
+    def throttled(self, request: web.Request, account: AccountEntry, dep: DeploymentEntry, admission: Admission,
                    operation: str) -> errors.ApiError:
         d = admission.decision
         wait_ms = max(1, min(d.retry_after_ms, MAX_RETRY_AFTER_S * 1000))

@@ -34,6 +34,7 @@ class DeploymentEntry:
     sku: str
     capacity: int
     limits: Limits  # what the gate enforces (lapis.ratelimit.policy), worked out once
+    spillover: str | None = None  # properties.spilloverDeploymentName: where its 429s overflow
 
     @property
     def model_id(self) -> str:
@@ -83,7 +84,8 @@ def build_entry(account: Account, deployments: list[Deployment], catalogue: Cata
         if model is None or version is None:
             continue  # the catalogue no longer knows it: the deployment cannot serve
         entries[dep.name.lower()] = DeploymentEntry(dep.name, model, version, dep.sku_name, dep.capacity,
-                                                    limits_for(model, dep.sku_name, dep.capacity))
+                                                    limits_for(model, dep.sku_name, dep.capacity),
+                                                    dep.doc.get("spilloverDeploymentName"))
     return AccountEntry(
         id=account.id,
         name=account.name,
@@ -106,12 +108,19 @@ def build_entry(account: Account, deployments: list[Deployment], catalogue: Cata
 
 class Directory:
     def __init__(self) -> None:
+        self.version = 0  # bumped on every change: views built from entries (serving routes) rebuild
         self.by_id: dict[str, AccountEntry] = {}
         self.by_subdomain: dict[str, AccountEntry] = {}
         self.by_key: dict[str, AccountEntry] = {}
 
+    def by_arm_id(self, arm_id: str) -> AccountEntry | None:
+        """The account whose ARM id is `arm_id` (case-insensitive); a scan, for views built off the hot path."""
+        wanted = arm_id.lower()
+        return next((e for e in self.by_id.values() if e.arm_id.lower() == wanted), None)
+
     def put(self, entry: AccountEntry) -> None:
         self.remove(entry.id)
+        self.version += 1
         self.by_id[entry.id] = entry
         if entry.subdomain:
             self.by_subdomain[entry.subdomain] = entry
@@ -122,6 +131,7 @@ class Directory:
         old = self.by_id.pop(account_id, None)
         if old is None:
             return
+        self.version += 1
         if old.subdomain and self.by_subdomain.get(old.subdomain) is old:
             del self.by_subdomain[old.subdomain]
         for key in old.keys:

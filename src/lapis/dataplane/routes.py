@@ -9,13 +9,13 @@ Each account's endpoint can be reached three ways (see management.shapes.endpoin
 
 from __future__ import annotations
 
-from typing import Any, Awaitable, Callable
+from typing import Any, AsyncIterator, Awaitable, Callable
 
 import msgspec
 from aiohttp import web
 
 from lapis.ratelimit.policy import is_provisioned
-from lapis.requestkeys import ACCOUNT, ADMISSION, CALLER, DEPLOYMENT, REGION, USAGE
+from lapis.requestkeys import ACCOUNT, ADMISSION, CALLER, DEPLOYMENT, REGION, SERVED, SPILLED_FROM, USAGE
 from lapis.auth import actions
 from lapis.dataplane import admission, apiversions, chat, embeddings, network, responses
 from lapis.dataplane.directory import AccountEntry, DeploymentEntry
@@ -24,10 +24,13 @@ from lapis.dataplane.streaming import stream_chat
 from lapis.errors import catalogue as errors
 from lapis.identity.service import verify_bearer
 from lapis.identity.tokens import COGNITIVE_SERVICES, InvalidToken
+from lapis.backends.base import ChatCall, Completion
+from lapis.serving.route import Route
 from lapis.services import Services
 
 _encode = msgspec.json.encode
 _HOST_SUFFIXES = (".openai.azure.com", ".cognitiveservices.azure.com", ".services.ai.azure.com")
+SERVED_REGION_HEADER = "x-lapis-served-region"  # Lapis's own: the location whose engine answered
 OPERATIONS = {"chat": "chat", "completions": "completions", "embeddings": "embeddings"}
 
 
@@ -138,8 +141,14 @@ class DataPlane:
     def headers(self, request: web.Request) -> dict[str, str]:
         out = {"x-ms-region": request.get(REGION, "")}
         dep = request.get(DEPLOYMENT)
-        if dep is not None:
+        served = request.get(SERVED)
+        if served is not None:
+            out["x-ms-deployment-name"], out[SERVED_REGION_HEADER] = served
+        elif dep is not None:
             out["x-ms-deployment-name"] = dep.name
+        spilled = request.get(SPILLED_FROM)
+        if spilled:
+            out["x-ms-spillover-from-deployment"] = spilled
         ticket = request.get(ADMISSION)
         if ticket is not None and dep is not None:
             out.update(ticket.headers(is_provisioned(dep.sku)))
@@ -147,6 +156,55 @@ class DataPlane:
 
     async def _body(self, request: web.Request) -> bytes:
         return await request.read()
+
+    async def _admit(self, request: web.Request, entry: AccountEntry, dep: DeploymentEntry, cost: int,
+                     operation: str) -> tuple[admission.Admission | None, DeploymentEntry, Route]:
+        """Admission against the deployment's quota; on a 429, its spillover
+        deployment (x-ms-spillover-deployment, else spilloverDeploymentName)
+        if that one has room. A pooled deployment admits nothing itself:
+        its member deployments do (lapis.serving.plans)."""
+        serving = self.services.serving
+        route = serving.route(entry, dep) if serving is not None else Route((), direct=self.services.backend)
+        if route.pooled:
+            return None, dep, route
+        gate = self.services.gate
+        ticket = await gate.reserve(entry, dep, cost)
+        if ticket.decision.allowed:
+            request[ADMISSION] = ticket
+            return ticket, dep, route
+        spill_name = request.headers.get("x-ms-spillover-deployment") or dep.spillover
+        spill = entry.deployment(spill_name) if spill_name else None
+        if spill is not None and spill is not dep and spill.model.kind == dep.model.kind:
+            spill_ticket = await gate.reserve(entry, spill, cost)
+            if spill_ticket.decision.allowed:
+                request[SPILLED_FROM] = dep.name
+                request[DEPLOYMENT] = spill
+                request[ADMISSION] = spill_ticket
+                return spill_ticket, spill, serving.route(entry, spill) if serving is not None else route
+        raise gate.throttled(request, entry, dep, ticket, operation)
+
+    def _settle(self, ticket: admission.Admission | None, used: int) -> None:
+        if ticket is not None:
+            self.services.gate.settle(ticket, used)
+
+    async def _complete(self, request: web.Request, route: Route, call: ChatCall) -> Completion:
+        if route.direct is not None:
+            return await route.direct.chat(call)
+        serving = self.services.serving
+        result, member = await serving.balancer.chat(route.members, call, serving.deadline())
+        request[SERVED] = (member.name, member.region)
+        return result
+
+    async def _open_stream(self, request: web.Request, route: Route, call: ChatCall) -> AsyncIterator[Any]:
+        """The stream's items; through the balancer, the first one is already
+        in hand, so a failure before the first byte fails over (or becomes
+        an HTTP error) instead of an in-band one."""
+        if route.direct is not None:
+            return route.direct.chat_stream(call)
+        serving = self.services.serving
+        items, member = await serving.balancer.chat_stream(route.members, call, serving.deadline())
+        request[SERVED] = (member.name, member.region)
+        return items
 
     # -- handlers ------------------------------------------------------------
 
@@ -160,26 +218,24 @@ class DataPlane:
         dep = self._deployment(request, entry, name, "chat")
         req = decode(body, ChatRequest)
         call, prompt = chat.resolve_chat(req, dep)
-        gate = self.services.gate
-        ticket = await gate.admit(request, entry, dep, admission.chat_cost(req, dep), "chat")
-        request[ADMISSION] = ticket
-        backend = self.services.backend
+        ticket, dep, route = await self._admit(request, entry, dep, admission.chat_cost(req, dep), "chat")
         used = 0
         try:
             if req.stream:
                 include_usage = bool(req.stream_options and req.stream_options.include_usage)
-                response, counts = await stream_chat(request, backend, call, dep.model_id, prompt, include_usage,
+                items = await self._open_stream(request, route, call)
+                response, counts = await stream_chat(request, items, call, dep.model_id, prompt, include_usage,
                                                      self.headers(request))
                 request[USAGE] = (*counts, 0)
                 used = sum(counts)
                 return response
-            result = await backend.chat(call)
+            result = await self._complete(request, route, call)
             prompt, completion = chat.usage_of(result, prompt, call.tokenizer)
             request[USAGE] = (prompt, completion, 0)
             used = prompt + completion
             payload = responses.chat_completion(result.choices, dep.model_id, prompt, completion)
         finally:
-            gate.settle(ticket, used)
+            self._settle(ticket, used)
         return json_response(payload, self.headers(request))
 
     async def completions(self, request: web.Request) -> web.StreamResponse:
@@ -192,22 +248,22 @@ class DataPlane:
         if req.stream and len(calls) > 1:
             raise errors.invalid_value("prompt", "Lapis streams one prompt at a time; send the prompts in "
                                        "separate requests.", None)
-        gate = self.services.gate
-        ticket = await gate.admit(request, entry, dep, admission.completions_cost(req, dep), "completions")
-        request[ADMISSION] = ticket
+        ticket, dep, route = await self._admit(request, entry, dep, admission.completions_cost(req, dep),
+                                               "completions")
         used = 0
         try:
             if req.stream:
                 include_usage = bool(req.stream_options and req.stream_options.include_usage)
-                response, counts = await stream_chat(request, self.services.backend, calls[0], dep.model_id,
-                                                     prompt, include_usage, self.headers(request), text=True)
+                items = await self._open_stream(request, route, calls[0])
+                response, counts = await stream_chat(request, items, calls[0], dep.model_id, prompt,
+                                                     include_usage, self.headers(request), text=True)
                 request[USAGE] = (*counts, 0)
                 used = sum(counts)
                 return response
             choices = []
             counted_prompt = completion = 0
             for call, call_prompt in zip(calls, prompts):
-                result = await self.services.backend.chat(call)
+                result = await self._complete(request, route, call)
                 part_prompt, part_completion = chat.usage_of(result, call_prompt, call.tokenizer)
                 counted_prompt += part_prompt
                 completion += part_completion
@@ -218,7 +274,7 @@ class DataPlane:
             used = prompt + completion
             payload = responses.text_completion(choices, dep.model_id, prompt, completion, len(calls))
         finally:
-            gate.settle(ticket, used)
+            self._settle(ticket, used)
         return json_response(payload, self.headers(request))
 
     async def embeddings(self, request: web.Request) -> web.Response:
@@ -229,13 +285,17 @@ class DataPlane:
         dep = self._deployment(request, entry, name, "embeddings")
         req = decode(body, EmbeddingsRequest)
         call, prompt, as_base64 = embeddings.resolve(req, dep)
-        gate = self.services.gate
-        ticket = await gate.admit(request, entry, dep, admission.embeddings_cost(call.inputs), "embeddings")
-        request[ADMISSION] = ticket
+        ticket, dep, route = await self._admit(request, entry, dep, admission.embeddings_cost(call.inputs),
+                                               "embeddings")
         try:
-            vectors = await self.services.backend.embed(call)
+            if route.direct is not None:
+                vectors = await route.direct.embed(call)
+            else:
+                serving = self.services.serving
+                vectors, member = await serving.balancer.embed(route.members, call, serving.deadline())
+                request[SERVED] = (member.name, member.region)
         finally:
-            gate.settle(ticket, ticket.cost)  # an embedding costs what was charged: nothing to refund
+            self._settle(ticket, ticket.cost if ticket else 0)  # an embedding costs what was charged
         request[USAGE] = (prompt, 0, 0)
         items = [responses.embedding_item(i, v, as_base64) for i, v in enumerate(vectors)]
         return json_response(responses.embeddings(items, dep.model.name, prompt), self.headers(request))

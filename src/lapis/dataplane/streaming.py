@@ -19,7 +19,7 @@ import msgspec
 from aiohttp import web
 
 from lapis.requestkeys import REQUEST_ID
-from lapis.backends.base import Backend, ChatCall, Choice, UpstreamError, Usage
+from lapis.backends.base import ChatCall, Choice, UpstreamError, Usage
 from lapis.dataplane.chat import completion_tokens
 from lapis.dataplane.responses import ChunkMaker, TextChunkMaker
 from lapis.errors import ApiError
@@ -34,10 +34,11 @@ def event(payload: Any) -> bytes:
     return b"data: " + _encode(payload) + b"\n\n"
 
 
-async def stream_chat(request: web.Request, backend: Backend, call: ChatCall, model_id: str, prompt_tokens: int,
+async def stream_chat(request: web.Request, generator: Any, call: ChatCall, model_id: str, prompt_tokens: int,
                       include_usage: bool, headers: Mapping[str, str],
                       text: bool = False) -> tuple[web.StreamResponse, tuple[int, int]]:
-    """Stream one call; `text` selects the legacy completions chunk shape.
+    """Stream one call's items (a backend's chat_stream, or the balancer's
+    iterator); `text` selects the legacy completions chunk shape.
     Returns the response and the (prompt, completion) tokens used: the engine's
     own usage when it sent one, else the prompt as counted and the completion
     tokens generated (all of them, or as many as were produced before the
@@ -51,7 +52,6 @@ async def stream_chat(request: web.Request, backend: Backend, call: ChatCall, mo
     pieces: dict[int, list[str]] = {}
     calls: dict[int, list[Any]] = {}
     finish: dict[int, str] = {}
-    generator = backend.chat_stream(call)
     reported: Usage | None = None
     try:
         async for delta in generator:

@@ -61,6 +61,8 @@ async def put(services: Services, sub_id: str, group: str, account_name: str, na
     doc = {"raiPolicyName": props.get("raiPolicyName") or "Microsoft.DefaultV2",
            "versionUpgradeOption": props.get("versionUpgradeOption") if props.get("versionUpgradeOption") in _UPGRADE
            else "OnceNewDefaultVersionAvailable"}
+    if isinstance(props.get("spilloverDeploymentName"), str) and props["spilloverDeploymentName"]:
+        doc["spilloverDeploymentName"] = props["spilloverDeploymentName"]  # where 429s overflow (§3.5)
     # Read, check and write under the quota lock, so two PUTs cannot both take the last capacity.
     async with quota.capacity_lock(services, account.subscription_id, account.location):
         existing = await services.store.deployment(account.id, name)

@@ -127,6 +127,8 @@ def deployment(dep: Deployment, acct: Account, catalogue: Catalogue) -> dict[str
         "scaleSettings": None,
         "versionUpgradeOption": dep.doc.get("versionUpgradeOption", "OnceNewDefaultVersionAvailable"),
     }
+    if dep.doc.get("spilloverDeploymentName"):
+        properties["spilloverDeploymentName"] = dep.doc["spilloverDeploymentName"]
     return {
         "etag": dep.etag,
         "id": f"{account_id(acct)}/deployments/{dep.name}",

@@ -89,8 +89,9 @@ def retry_after(headers: Mapping[str, str]) -> float | None:
 
 def error_message(body: bytes) -> str:
     """The engine's own words from an error body, in the shapes engines use:
-    {"error": {"message"}} (OpenAI, Azure, vLLM, Ollama, llama.cpp),
-    {"error": "..."}, {"message": "..."}, {"detail": ...} (FastAPI), else text."""
+    {"error": {"message"}} (OpenAI, Azure, vLLM, Ollama, llama.cpp), OAuth2's
+    {"error_description"}, {"error": "..."}, {"message": "..."}, {"detail": ...}
+    (FastAPI), else the start of the body as text."""
     try:
         data: Any = msgspec.json.decode(body)
     except msgspec.DecodeError:
@@ -99,7 +100,7 @@ def error_message(body: bytes) -> str:
         error = data.get("error")
         if isinstance(error, dict) and error.get("message"):
             return str(error["message"])
-        for value in (error, data.get("message"), data.get("error_description"), data.get("detail")):
+        for value in (data.get("error_description"), error, data.get("message"), data.get("detail")):
             if isinstance(value, str) and value:
                 return value
         if data.get("detail"):

@@ -280,6 +280,10 @@ async def test_no_members_and_no_time() -> None:
     with pytest.raises(UpstreamError) as info:
         await rig.balancer.chat([m("a")], CALL, rig.clock.now)
     assert info.value.kind == "timeout" and rig.balancer.stats.attempts == 0
+    with pytest.raises(ValueError):
+        RetryPolicy(max_attempts=0)
+    with pytest.raises(ValueError):
+        m("x", weight=-1)
 
 
 async def test_embeddings_fail_over_too() -> None:

@@ -85,6 +85,10 @@ class RetryPolicy:
     max_delay: float = 4.0  # cap of the jittered wait
     attempt_timeout_s: float = 60.0  # longest wait for one member's answer (or first item)
 
+    def __post_init__(self) -> None:
+        if self.max_attempts < 1 or self.base_delay < 0 or self.max_delay < 0 or self.attempt_timeout_s <= 0:
+            raise ValueError("RetryPolicy needs max_attempts >= 1, delays >= 0 and attempt_timeout_s > 0")
+
 
 @dataclass(slots=True)
 class BalancerStats:

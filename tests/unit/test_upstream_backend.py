@@ -10,9 +10,8 @@ from typing import Any
 import pytest
 
 from lapis.backends.base import ChatCall, Delta, EmbedCall, ToolCall, UpstreamError, Usage
-from lapis.backends.factory import make_backend
 from lapis.backends.simulator import SimulatorBackend
-from lapis.backends.upstream import AzureBackend, OpenAICompatibleBackend
+from lapis.backends.upstream import AzureBackend, OpenAICompatibleBackend, make_backend
 from lapis.serving.specs import BackendSpec
 from support.fake_upstream import ARGUMENT_PIECES, FakeUpstream
 
@@ -245,6 +244,22 @@ async def test_cancelling_the_consumer_closes_the_upstream_connection(fake: Fake
     await asyncio.wait_for(fake.disconnected.wait(), 10)
     assert fake.disconnects == 1 and fake.streams_completed == 0
     assert backend.stats.streams_cancelled == 1
+
+
+async def test_leaving_before_the_first_byte_closes_the_upstream_connection(fake: FakeUpstream) -> None:
+    fake.mode = "hang"  # the engine is still working on its first token
+    engine = OpenAICompatibleBackend(spec_for(fake, timeout_s=60))
+    task = asyncio.create_task(collect(engine, make_call()))
+    try:
+        while not fake.requests:  # the request reached the engine
+            await asyncio.sleep(0.01)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        await asyncio.wait_for(fake.disconnected.wait(), 10)
+    finally:
+        await engine.close()
+    assert fake.disconnects == 1 and engine.stats.streams_cancelled == 1 and engine.stats.active_streams == 0
 
 
 async def test_embeddings(fake: FakeUpstream, backend: OpenAICompatibleBackend) -> None:

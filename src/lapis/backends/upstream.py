@@ -9,6 +9,7 @@
                              {url}/openai/deployments/{deployment}/...?api-version=;
                              `api-key: spec.secret`, or an Entra client-credentials
                              token when spec.auth has client_id
+    make_backend(spec)       one of those, or the simulator, by spec.kind
 
 Both speak the same body and stream format (openai_wire, chunks, sse); only
 the URLs and the auth header differ. One attempt per call: retries and
@@ -34,17 +35,31 @@ import aiohttp
 import msgspec
 
 from lapis.backends import http
-from lapis.backends.base import BackendStats, ChatCall, Completion, Delta, EmbedCall, UpstreamError, Usage
+from lapis.backends.base import Backend, BackendStats, ChatCall, Completion, Delta, EmbedCall, UpstreamError, Usage
 from lapis.backends.chunks import StreamState
 from lapis.backends.entra import ClientCredentials
 from lapis.backends.openai_wire import chat_body, embed_body, parse_completion, parse_embeddings
+from lapis.backends.simulator import SimulatorBackend
 from lapis.backends.sse import EventTooLarge, SSEDecoder
-from lapis.serving.specs import BackendSpec
+from lapis.serving.specs import BACKEND_KINDS, BackendSpec
 
-__all__ = ["HttpBackend", "OpenAICompatibleBackend", "AzureBackend", "DEFAULT_AZURE_API_VERSION"]
+__all__ = ["make_backend", "HttpBackend", "OpenAICompatibleBackend", "AzureBackend", "DEFAULT_AZURE_API_VERSION"]
 
 DEFAULT_AZURE_API_VERSION = "2024-10-21"  # the GA version when the spec names none
 _encode = msgspec.json.encode
+
+
+def make_backend(spec: BackendSpec, session_factory: http.SessionFactory | None = None) -> Backend:
+    """The simulator (no added latency), an OpenAI-compatible engine or an
+    Azure deployment. ValueError for an unknown kind or a spec missing what
+    its kind needs (url; an azure deployment; auth.tenant with client_id)."""
+    if spec.kind == "simulator":
+        return SimulatorBackend()
+    if spec.kind == "openai-compatible":
+        return OpenAICompatibleBackend(spec, session_factory)
+    if spec.kind == "azure":
+        return AzureBackend(spec, session_factory)
+    raise ValueError(f"unknown backend kind {spec.kind!r}; expected one of {', '.join(BACKEND_KINDS)}")
 
 
 class HttpBackend:

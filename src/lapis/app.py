@@ -37,6 +37,7 @@ from lapis.identity import routes as identity_routes
 from lapis.management import admin, metadata, tenancy
 from lapis.management.routes import ArmApp, arm_error_response
 from lapis.services import Services
+from lapis.serving.plans import open_serving
 from lapis.ratelimit import UnlimitedLimiter, open_limiter
 from lapis.settings import Settings
 from lapis.store.sql import SqlStore
@@ -179,6 +180,7 @@ async def build_services(settings: Settings) -> Services:
     await services.follow_other_replicas()
     services.authorizer = Authorizer(AssignmentStore(store.db))
     await services.authorizer.follow(store.db)
+    services.serving = await open_serving(services)
     return services
 
 
@@ -202,6 +204,7 @@ def create_app(settings: Settings, services: Services | None = None) -> web.Appl
         for task in app[BACKGROUND]:
             task.cancel()
         await app[SERVICES].gate.close()
+        await app[SERVICES].serving.close()
         await app[SERVICES].store.close()
 
     plane = DataPlane(services)  # type: ignore[arg-type]  # filled in at start-up

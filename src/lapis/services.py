@@ -79,12 +79,16 @@ class Services:
         for gone in set(self.directory.by_id) - {a.id for a in accounts}:
             self.directory.remove(gone)
 
+    def spawn(self, work: Any) -> None:
+        """Run a coroutine in the background, keeping a reference until it ends."""
+        task = asyncio.get_running_loop().create_task(work)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
     async def follow_other_replicas(self) -> None:
         """Apply the changes other replicas commit: each account they touch is
         reloaded as soon as its notification arrives."""
         def changed(account_id: str) -> None:
-            task = asyncio.get_running_loop().create_task(self.reload_account(account_id))
-            self._tasks.add(task)
-            task.add_done_callback(self._tasks.discard)
+            self.spawn(self.reload_account(account_id))
 
         await self.store.db.listen(DIRECTORY_CHANNEL, changed)

@@ -34,6 +34,11 @@ class Settings:
     tls: bool = False  # LAPIS_TLS / serve --tls: HTTPS with a local CA (lapis.certificates)
     trusted_proxies: tuple[str, ...] = ()  # LAPIS_TRUSTED_PROXIES: addresses/CIDRs whose X-Forwarded-For is believed
     server_url: str = ""  # for the CLI: LAPIS_URL, overriding the one in LAPIS_HOME
+    metrics: bool = True  # LAPIS_METRICS=off: no /metrics, no rollups, no usage metering (lapis.metrics)
+    metrics_retention_days: int = 93  # LAPIS_METRICS_RETENTION_DAYS: per-minute rollups kept (Azure keeps 93 days)
+    metrics_flush_s: float = 5.0  # LAPIS_METRICS_FLUSH_SECONDS: rollups go from memory to the store this often
+    usage_retention_days: int = 400  # LAPIS_USAGE_RETENTION_DAYS: metered requests kept (cost history)
+    upstream_deadline_s: float = 120.0  # LAPIS_UPSTREAM_DEADLINE_S: a request's budget for engine attempts and retries
     extra: dict[str, str] = field(default_factory=dict)
 
     @property
@@ -82,6 +87,7 @@ def load(env: dict[str, str] | None = None, **overrides: object) -> Settings:
         tls=env.get("LAPIS_TLS", "").lower() in ("1", "true", "yes"),
         trusted_proxies=tuple(p.strip() for p in env.get("LAPIS_TRUSTED_PROXIES", "").split(",") if p.strip()),
         server_url=env.get("LAPIS_URL", ""),
+        upstream_deadline_s=_float(env, "LAPIS_UPSTREAM_DEADLINE_S", 120.0),
     )
     values.update({k: v for k, v in overrides.items() if v is not None})
     return Settings(**values)  # type: ignore[arg-type]

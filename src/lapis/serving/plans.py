@@ -28,7 +28,7 @@ from typing import Any, AsyncIterator
 from lapis.backends.base import Backend, ChatCall, Completion, Delta, EmbedCall, UpstreamError, Usage
 from lapis.dataplane.admission import call_cost, embeddings_cost
 from lapis.dataplane.directory import AccountEntry, DeploymentEntry
-from lapis.serving.balancer import Balancer, Member
+from lapis.serving.balancer import Balancer, Member, RetryPolicy
 from lapis.serving.residency import allowed_regions
 from lapis.serving.route import Route
 from lapis.serving.specs import BackendSpec, PoolSpec
@@ -42,6 +42,9 @@ class Serving:
     def __init__(self, services: Any, balancer: Balancer, deadline_s: float = 120.0):
         self.services = services
         self.balancer = balancer
+        # A member deployment's own engines get one round: the pool's balancer
+        # already retries across members, and retries must not multiply.
+        self.inner = Balancer(balancer.breakers, balancer.faults, RetryPolicy(max_attempts=1))
         self.faults = balancer.faults
         self.deadline_s = deadline_s
         self.specs: dict[str, BackendSpec] = {}
@@ -83,6 +86,7 @@ class Serving:
         for engine in self.engines.values():
             await engine.close()
         self.engines.clear()
+        await self.balancer.breakers.close()
 
     # -- routes ----------------------------------------------------------------
 
@@ -147,7 +151,10 @@ class Serving:
 
 class MemberDeployment:
     """A Lapis deployment acting as a pool member: admitted against its own
-    quota, then served by its own engines through the balancer."""
+    quota, then served by its own engines (one round). A refusal for quota is
+    a 429 with the deployment's retry-after, so the pool's breaker rests
+    that member until its window has room again, as it would for a real
+    Azure deployment answering 429."""
 
     def __init__(self, serving: Serving, account: AccountEntry, dep: DeploymentEntry, members: tuple[Member, ...]):
         self.serving = serving
@@ -169,7 +176,7 @@ class MemberDeployment:
         admission = await self._reserve(call_cost(call.messages, call.max_tokens, call.n))
         used = 0
         try:
-            result, _ = await self.serving.balancer.chat(self.members, call, self.serving.deadline())
+            result, _ = await self.serving.inner.chat(self.members, call, self.serving.deadline())
             if result.usage is not None:
                 used = result.usage.prompt_tokens + result.usage.completion_tokens
             else:
@@ -181,7 +188,7 @@ class MemberDeployment:
     async def chat_stream(self, call: ChatCall) -> AsyncIterator[Delta | Usage]:
         admission = await self._reserve(call_cost(call.messages, call.max_tokens, call.n))
         try:
-            items, _ = await self.serving.balancer.chat_stream(self.members, call, self.serving.deadline())
+            items, _ = await self.serving.inner.chat_stream(self.members, call, self.serving.deadline())
             try:
                 async for item in items:
                     yield item
@@ -193,10 +200,30 @@ class MemberDeployment:
     async def embed(self, call: EmbedCall) -> list[list[float]]:
         admission = await self._reserve(embeddings_cost(call.inputs))
         try:
-            vectors, _ = await self.serving.balancer.embed(self.members, call, self.serving.deadline())
+            vectors, _ = await self.serving.inner.embed(self.members, call, self.serving.deadline())
             return vectors
         finally:
             self.serving.services.gate.settle(admission, admission.cost)
 
     async def close(self) -> None:
         return None
+
+
+async def open_serving(services: Any) -> Serving:
+    """The serving view for a new server: breakers in Redis when Redis is
+    configured (shared by replicas), else in memory; loaded from the store,
+    and reloaded when another replica says serving records changed."""
+    from lapis.serving.breaker import open_breakers
+    from lapis.serving.faults import FaultBoard
+    from lapis.services import SERVING_CHANNEL
+
+    settings = services.settings
+    balancer = Balancer(open_breakers(settings.redis_url or None), FaultBoard())
+    serving = Serving(services, balancer, deadline_s=settings.upstream_deadline_s)
+    await serving.reload()
+
+    def changed(_payload: str) -> None:
+        services.spawn(serving.reload())
+
+    await services.store.db.listen(SERVING_CHANNEL, changed)
+    return serving

@@ -134,8 +134,10 @@ def test_error_message_shapes(body: bytes, message: str) -> None:
 
 @pytest.mark.parametrize("status, kind", [(429, "rate_limited"), (408, "timeout"), (500, "unavailable"),
                                           (502, "unavailable"), (503, "unavailable"), (400, "rejected"),
-                                          (404, "rejected"), (422, "rejected"), (302, "malformed")])
+                                          (401, "unavailable"), (403, "unavailable"), (404, "unavailable"),
+                                          (422, "rejected"), (302, "malformed")])
 def test_status_mapping(status: int, kind: str) -> None:
     error = http.status_error(status, {"retry-after": "4"}, b'{"error": {"message": "m"}}')
     assert (error.kind, error.status) == (kind, status)
-    assert error.retry_after == (4.0 if kind in ("rate_limited", "unavailable") else None)
+    refused = status in (401, 403, 404)  # Lapis's own call was refused: fail over, no retry advice
+    assert error.retry_after == (4.0 if kind in ("rate_limited", "unavailable") and not refused else None)

@@ -12,6 +12,8 @@ Mapping (status_error, translate):
     408                     timeout: the engine's own deadline ran out, which
                             says nothing about the request (Lapis's choice)
     5xx                     unavailable (status kept; a retry-after is kept too)
+    401, 403, 404           unavailable: the engine refuses Lapis (wrong key or
+                            deployment), so the member is broken, not the request
     other 4xx               rejected, with the engine's own error message
     timeouts                timeout (connect, whole request, or read idle)
     refused/reset/DNS/cut   unreachable
@@ -117,6 +119,12 @@ def status_error(status: int, headers: Mapping[str, str], body: bytes, what: str
         return UpstreamError("timeout", message, status=status, body=body)
     if status >= 500:
         return UpstreamError("unavailable", message, status=status, retry_after=retry_after(headers), body=body)
+    if status in (401, 403, 404):
+        # The engine refuses Lapis itself (wrong key, wrong deployment name):
+        # a misconfigured member, not a bad request. Fail over, as a platform
+        # team expects; the log says why.
+        return UpstreamError("unavailable", f"{what} refused Lapis's call ({status}): {message}", status=status,
+                             body=body)
     if status >= 400:
         return UpstreamError("rejected", message, status=status, body=body)
     return UpstreamError("malformed", f"{what} answered {status}, not 200", status=status, body=body)

@@ -149,7 +149,9 @@ def resolve_chat(req: ChatRequest, dep: DeploymentEntry) -> tuple[ChatCall, int]
 _SHARED_EXTRA = ("top_p", "presence_penalty", "frequency_penalty", "logit_bias", "user")
 _CHAT_EXTRA = _SHARED_EXTRA + ("logprobs", "top_logprobs", "parallel_tool_calls", "reasoning_effort",
                                "service_tier", "prompt_cache_key", "safety_identifier", "verbosity", "metadata")
-_COMPLETIONS_EXTRA = _SHARED_EXTRA + ("echo", "best_of", "logprobs", "suffix")
+# Legacy completions go to engines as chat: echo, best_of, suffix and the
+# integer logprobs have no chat equivalent and are not sent.
+_COMPLETIONS_EXTRA = _SHARED_EXTRA
 
 
 def _extra(req: object, names: tuple[str, ...]) -> dict[str, Any]:

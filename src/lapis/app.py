@@ -34,7 +34,7 @@ from lapis.dataplane.routes import DataPlane, add_routes
 from lapis.errors import ApiError
 from lapis.errors import catalogue as errors
 from lapis.identity import routes as identity_routes
-from lapis.management import admin, metadata, tenancy
+from lapis.management import admin, metadata, serving_routes, tenancy
 from lapis.management.routes import ArmApp, arm_error_response
 from lapis.services import Services
 from lapis.serving.plans import open_serving
@@ -215,6 +215,7 @@ def create_app(settings: Settings, services: Services | None = None) -> web.Appl
     add_routes(app, plane)  # the hot path first: the router tries resources in order
     app.router.add_get("/healthz", healthz)
     admin.add_routes(app, lambda: app[SERVICES])
+    serving_routes.add_routes(app, lambda: app[SERVICES])
     identity_routes.add_routes(app, lambda: app[SERVICES])
     metadata.add_routes(app, lambda: app[SERVICES])
 

@@ -9,7 +9,7 @@ Where Lapis chose (Azure has no such API; pinned by tests/integration/test_servi
   case they were created with; they hold letters, digits, '.', '_', '-'.
 - A backend's region must be a catalogue location and its model a catalogue
   model; fields that do not apply to its kind are refused, not ignored.
-- Secrets: a PUT that names no secret (neither `apiKey` nor `auth.clientSecret`)
+- Secrets: a PUT that names no secret (`apiKey` and `auth.clientSecret` absent or null)
   keeps the stored one when the kind and the way of authenticating (key or
   client credentials) are unchanged; `"apiKey": ""` removes it.
 - One pool per deployment, and the deployment must exist (404 NotFound with
@@ -70,8 +70,11 @@ async def require_backend(services: Services, backend_id: str) -> BackendSpec:
 
 
 def _secret(body: dict[str, Any], auth: dict[str, Any] | None, kind: str, existing: BackendSpec | None) -> str:
-    if "apiKey" in body or (auth is not None and "clientSecret" in auth):
-        return text(auth, "clientSecret") if auth is not None else text(body, "apiKey")
+    """The secret given (null counts as not given), else the stored one if it still fits."""
+    if auth is not None and auth.get("clientSecret") is not None:
+        return text(auth, "clientSecret")
+    if body.get("apiKey") is not None:
+        return text(body, "apiKey")
     if existing is not None and existing.kind == kind and bool(existing.auth) == (auth is not None):
         return existing.secret
     return ""
@@ -93,7 +96,7 @@ def backend_from_body(services: Services, backend_id: str, body: dict[str, Any],
     auth_body = obj(body, "auth")
     auth: dict[str, str] = {}
     if auth_body is not None:
-        if "apiKey" in body:
+        if body.get("apiKey") is not None:
             raise invalid("Give either 'apiKey' or 'auth' (client credentials), not both.")
         auth = {"tenant": text(auth_body, "tenant", "in 'auth'"), "client_id": text(auth_body, "clientId", "in 'auth'"),
                 "authority": text(auth_body, "authority")}
@@ -204,7 +207,7 @@ async def put_pool(services: Services, sub: str, name: str, body: dict[str, Any]
         raise errors.arm(409, "Conflict", f"The deployment '{deployment_id}' is already served by the pool "
                                           f"'{served.args[0]}'.") from None
     await services.refresh_serving()
-    return spec, created
+    return await require_pool(services, sub, spec.name), created  # as stored: members by priority
 
 
 async def delete_pool(services: Services, sub: str, name: str) -> bool:

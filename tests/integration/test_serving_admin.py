@@ -11,8 +11,8 @@ import json
 import pytest
 import requests
 
+from lapis.store.database import open_database
 from lapis.store.serving import ServingStore
-from lapis.store.sql import SqlStore
 from support.server import DEFAULT_SUBSCRIPTION, start_server
 
 SUB = f"/subscriptions/{DEFAULT_SUBSCRIPTION}"
@@ -143,6 +143,10 @@ def test_pools_and_members(server):
     assert admin(server, "DELETE", "pools/front/members/second").status_code == 200
     assert admin(server, "DELETE", "pools/front/members/second").status_code == 204
     assert admin(server, "GET", "pools/front").json() == pool
+    # The deployment a pool serves may be a member: that member is the deployment's own engines.
+    home = admin(server, "PUT", "pools/front/members/home", {"kind": "deployment", "target": chat, "priority": 0})
+    assert home.status_code == 201 and home.json()["members"][0]["target"] == chat
+    assert admin(server, "DELETE", "pools/front/members/home").status_code == 200
 
     # One pool per deployment; a backend in a pool stays until it leaves the pool.
     arm_error(admin(server, "PUT", "pools/again", {"deploymentId": chat}), 409, "Conflict",
@@ -216,11 +220,11 @@ def test_everything_survives_a_restart(server, tmp_path):
         again.stop()
 
     async def stored_secrets() -> dict[str, tuple[str, dict]]:
-        sql = await SqlStore.open(server.database_url)
+        db = await open_database(server.database_url)
         try:
-            return {b.id: (b.secret, b.auth) for b in await ServingStore(sql.db).backends()}
+            return {b.id: (b.secret, b.auth) for b in await ServingStore(db).backends()}
         finally:
-            await sql.close()
+            await db.close()
 
     assert asyncio.run(stored_secrets()) == {
         "vllm-1": (SECRET, {}), "az-west": (CLIENT_SECRET, {"tenant": "t-1", "client_id": "c-1", "authority": ""})}
@@ -308,8 +312,6 @@ def test_bad_pools_get_arm_errors(shared):
               "Microsoft.CognitiveServices/accounts/{accountName}/deployments/{deploymentName}'.")
     arm_error(members({"id": "m", "kind": "backend", "target": "ghost"}), 404, "NotFound",
               "Specified resource '/lapis/admin/backends/ghost' cannot be found.")
-    arm_error(members({"id": "m", "kind": "deployment", "target": chat}), 400, "InvalidParameter",
-              f"A pool cannot list the deployment it serves ('{chat}') as a member.")
     arm_error(members({"id": "m", "kind": "backend", "target": "b1", "weight": 0}), 400, "InvalidParameter",
               "The value '0' of 'weight' is invalid. It must be an integer of at least 1.")
     arm_error(members({"id": "m", "kind": "backend", "target": "b1", "priority": -1}), 400, "InvalidParameter",

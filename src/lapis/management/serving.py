@@ -14,8 +14,10 @@ Where Lapis chose (Azure has no such API; pinned by tests/integration/test_servi
   client credentials) are unchanged; `"apiKey": ""` removes it.
 - One pool per deployment, and the deployment must exist (404 NotFound with
   its id) in the pool's subscription. Member deployments and backends must
-  exist too; a pool cannot list the deployment it serves. A backend that is
-  a pool member cannot be deleted (409 Conflict).
+  exist too. A pool may list the deployment it serves: that member is the
+  deployment's own engines (lapis.serving.plans never serves a member
+  through a pool, so there is no loop). A backend that is a pool member
+  cannot be deleted (409 Conflict).
 - Member faults name a member key (`backend:<id>`, `sim:<region>`,
   `member:<pool>/<member id>`) whose backend, region or member must exist; the
   key is stored with the names' canonical case. A fault replaces the
@@ -164,14 +166,12 @@ async def require_pool(services: Services, sub: str, name: str) -> PoolSpec:
     return found
 
 
-async def member_from_body(services: Services, member_id: str, body: dict[str, Any], served: str) -> MemberSpec:
+async def member_from_body(services: Services, member_id: str, body: dict[str, Any]) -> MemberSpec:
     check_name("member id", member_id)
     kind = one_of(body, "kind", MEMBER_KINDS)
     target = text(body, "target", "for a pool member")
     if kind == "deployment":
         target = await require_deployment(services, target, "target")
-        if target.lower() == served.lower():
-            raise invalid(f"A pool cannot list the deployment it serves ('{target}') as a member.")
     else:
         target = (await require_backend(services, target)).id
     return MemberSpec(id=member_id, kind=kind, target=target, priority=integer(body, "priority", 1, 0),
@@ -192,13 +192,11 @@ async def put_pool(services: Services, sub: str, name: str, body: dict[str, Any]
     elif not isinstance(raw, list) or not all(isinstance(m, dict) for m in raw):
         raise invalid("The value of 'members' must be an array of objects.")
     else:
-        members = tuple([await member_from_body(services, text(m, "id", "for a pool member"), m, deployment_id)
+        members = tuple([await member_from_body(services, text(m, "id", "for a pool member"), m)
                          for m in raw])
         ids = [m.id.lower() for m in members]
         if len(set(ids)) != len(ids):
             raise invalid("The member ids of a pool must be unique.")
-    if any(m.kind == "deployment" and m.target.lower() == deployment_id.lower() for m in members):
-        raise invalid(f"A pool cannot list the deployment it serves ('{deployment_id}') as a member.")
     spec = PoolSpec(name=existing.name if existing else name, subscription_id=sub, deployment_id=deployment_id,
                     members=members)
     try:
@@ -219,7 +217,7 @@ async def delete_pool(services: Services, sub: str, name: str) -> bool:
 async def put_member(services: Services, sub: str, pool_name: str, member_id: str,
                      body: dict[str, Any]) -> tuple[PoolSpec, bool]:
     pool = await require_pool(services, sub, pool_name)
-    member = await member_from_body(services, member_id, body, pool.deployment_id)
+    member = await member_from_body(services, member_id, body)
     created = await store(services).put_member(pool.name, sub, member)
     if created is None:  # deleted meanwhile
         raise not_found(f"/lapis/admin/pools/{pool_name}")

@@ -1,0 +1,130 @@
+"""File sinks: the Log Analytics workspace stand-in and the storage archive.
+
+WorkspaceSink writes each record as a row of its Log Analytics table, one
+JSON line each, to LAPIS_HOME/workspaces/{sub}/{group}/{workspace}/{Table}.jsonl.
+A file that grows past `max_bytes` is rotated (Table.jsonl -> Table.1.jsonl ->
+... -> Table.{keep}.jsonl, the oldest removed), so a workspace holds at most
+(keep + 1) × max_bytes per table. Every setting that names the workspace
+shares one `TableFiles` (one lock), so lines never interleave.
+
+ArchiveSink writes Azure's storage layout, one JSON line per record:
+LAPIS_HOME/storage/{account}/insights-logs-{category}/resourceId=/SUBSCRIPTIONS/…
+/y=2024/m=05/d=24/h=12/m=00/PT1H.json (metrics under insights-metrics-pt1m).
+
+Writes run in a worker thread, off the event loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import threading
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Iterator
+
+from lapis.diagnostics.shaping import workspace_row
+
+
+class TableFiles:
+    """The rotated JSON-lines files of one workspace folder."""
+
+    def __init__(self, folder: Path, max_bytes: int, keep: int):
+        self.folder = folder
+        self.max_bytes = max_bytes
+        self.keep = keep
+        self._lock = threading.Lock()
+
+    def path(self, table: str, generation: int = 0) -> Path:
+        return self.folder / (f"{table}.jsonl" if generation == 0 else f"{table}.{generation}.jsonl")
+
+    def append(self, rows: dict[str, list[dict[str, Any]]]) -> None:
+        with self._lock:
+            self.folder.mkdir(parents=True, exist_ok=True)
+            for table, items in rows.items():
+                data = "".join(json.dumps(r, separators=(",", ":")) + "\n" for r in items).encode()
+                current = self.path(table)
+                if current.exists() and current.stat().st_size + len(data) > self.max_bytes:
+                    self._rotate(table)
+                with open(current, "ab") as handle:
+                    handle.write(data)
+                    handle.flush()
+                    os.fsync(handle.fileno())
+
+    def _rotate(self, table: str) -> None:
+        oldest = self.path(table, self.keep)
+        if oldest.exists():
+            oldest.unlink()
+        for generation in range(self.keep - 1, -1, -1):
+            source = self.path(table, generation)
+            if source.exists():
+                source.rename(self.path(table, generation + 1))
+
+    def rows(self, table: str) -> Iterator[dict[str, Any]]:
+        """Every row of `table`, oldest file first; a torn last line is skipped."""
+        with self._lock:
+            paths = [self.path(table, g) for g in range(self.keep, -1, -1)]
+            chunks = [p.read_bytes() for p in paths if p.exists()]
+        for chunk in chunks:
+            for line in chunk.splitlines():
+                try:
+                    yield json.loads(line)
+                except ValueError:
+                    continue
+
+    def tables(self) -> list[str]:
+        if not self.folder.exists():
+            return []
+        return sorted({p.name.split(".", 1)[0] for p in self.folder.glob("*.jsonl")})
+
+
+class WorkspaceSink:
+    kind = "workspace"
+
+    def __init__(self, name: str, files: TableFiles):
+        self.name = name
+        self.files = files
+
+    async def deliver(self, records: list[dict[str, Any]]) -> None:
+        rows: dict[str, list[dict[str, Any]]] = {}
+        for record in records:
+            table, row = workspace_row(record)
+            rows.setdefault(table, []).append(row)
+        await asyncio.to_thread(self.files.append, rows)
+
+    async def close(self) -> None:
+        return None
+
+
+def archive_path(root: Path, record: dict[str, Any]) -> Path:
+    container = "insights-metrics-pt1m" if "metricName" in record else f"insights-logs-{record['category'].lower()}"
+    moment = datetime.strptime(record["time"][:19], "%Y-%m-%dT%H:%M:%S").replace(tzinfo=timezone.utc)
+    resource = record["resourceId"].strip("/")
+    return (root / container / f"resourceId=/{resource}" / f"y={moment:%Y}" / f"m={moment:%m}" / f"d={moment:%d}"
+            / f"h={moment:%H}" / "m=00" / "PT1H.json")
+
+
+class ArchiveSink:
+    kind = "storage"
+
+    def __init__(self, name: str, root: Path):
+        self.name = name
+        self.root = root
+        self._lock = threading.Lock()
+
+    def _write(self, records: list[dict[str, Any]]) -> None:
+        grouped: dict[Path, list[str]] = {}
+        for record in records:
+            grouped.setdefault(archive_path(self.root, record), []).append(json.dumps(record, separators=(",", ":")))
+        with self._lock:
+            for path, lines in grouped.items():
+                path.parent.mkdir(parents=True, exist_ok=True)
+                with open(path, "a", encoding="utf-8") as handle:
+                    handle.write("".join(line + "\n" for line in lines))
+
+    async def deliver(self, records: list[dict[str, Any]]) -> None:
+        await asyncio.to_thread(self._write, records)
+
+    async def close(self) -> None:
+        return None

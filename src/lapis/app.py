@@ -36,6 +36,8 @@ from lapis.errors import catalogue as errors
 from lapis.identity import routes as identity_routes
 from lapis.management import admin, metadata, serving_routes, tenancy
 from lapis.management.routes import ArmApp, arm_error_response
+from lapis.management import costs, insights
+from lapis.metrics.metering import METERING, Metering, hold_until_metered, metrics_endpoint
 from lapis.services import Services
 from lapis.serving.plans import open_serving
 from lapis.ratelimit import UnlimitedLimiter, open_limiter
@@ -192,6 +194,8 @@ def create_app(settings: Settings, services: Services | None = None) -> web.Appl
         app[SERVICES] = built
         plane.services = built
         arm.services = built
+        if settings.metrics:
+            app[METERING] = Metering.start(built, settings)  # /metrics, rollups, usage (lapis.metrics.metering)
         if settings.demo:
             from lapis import demo
 
@@ -201,6 +205,8 @@ def create_app(settings: Settings, services: Services | None = None) -> web.Appl
             app[BACKGROUND].append(asyncio.get_running_loop().create_task(_resync(built)))
 
     async def stop(app: web.Application) -> None:
+        if METERING in app:
+            await app[METERING].close()  # rollups flushed and usage written before the store closes
         for task in app[BACKGROUND]:
             task.cancel()
         await app[SERVICES].gate.close()
@@ -211,9 +217,14 @@ def create_app(settings: Settings, services: Services | None = None) -> web.Appl
     arm = ArmApp(services)  # type: ignore[arg-type]
     app.on_startup.append(start)
     app.on_response_prepare.append(tracing_headers)
+    if settings.metrics:
+        app.on_response_prepare.append(hold_until_metered)  # a non-streamed answer waits for its usage row
     app.on_cleanup.append(stop)
     add_routes(app, plane)  # the hot path first: the router tries resources in order
     app.router.add_get("/healthz", healthz)
+    app.router.add_get("/metrics", metrics_endpoint)
+    insights.add_routes(arm.router)
+    costs.add_routes(arm.router)
     admin.add_routes(app, lambda: app[SERVICES])
     serving_routes.add_routes(app, lambda: app[SERVICES])
     identity_routes.add_routes(app, lambda: app[SERVICES])

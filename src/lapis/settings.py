@@ -87,6 +87,10 @@ def load(env: dict[str, str] | None = None, **overrides: object) -> Settings:
         tls=env.get("LAPIS_TLS", "").lower() in ("1", "true", "yes"),
         trusted_proxies=tuple(p.strip() for p in env.get("LAPIS_TRUSTED_PROXIES", "").split(",") if p.strip()),
         server_url=env.get("LAPIS_URL", ""),
+        metrics=env.get("LAPIS_METRICS", "on").lower() not in ("off", "0", "false", "no"),
+        metrics_retention_days=_int(env, "LAPIS_METRICS_RETENTION_DAYS", 93),
+        metrics_flush_s=_float(env, "LAPIS_METRICS_FLUSH_SECONDS", 5.0),
+        usage_retention_days=_int(env, "LAPIS_USAGE_RETENTION_DAYS", 400),
         upstream_deadline_s=_float(env, "LAPIS_UPSTREAM_DEADLINE_S", 120.0),
     )
     values.update({k: v for k, v in overrides.items() if v is not None})

@@ -14,6 +14,8 @@ management API modelled on `az` (flags spelled as az spells them).
     lapis admin approve-subscription|revoke-subscription|stats
     lapis admin subscription create
     lapis admin quota-request list|approve|reject
+    lapis monitor metrics list|list-definitions         (and the groups lapis.cli.diagnostics adds)
+    lapis consumption usage list                         (tokens and cost per deployment, model or tag)
 
 The client commands talk HTTP only; they find the server and the admin
 credential in LAPIS_HOME/server.json (LAPIS_URL overrides the URL). Errors
@@ -31,8 +33,11 @@ from lapis import settings as settings_module
 from lapis.cli.admin import admin_app
 from lapis.cli.client import CliError
 from lapis.cli.cognitiveservices import cognitiveservices_app
+from lapis.cli.consumption import consumption_app
+from lapis.cli.diagnostics import add_monitor_commands
 from lapis.cli.groups import group_app, provider_app
 from lapis.cli.identity import ad_app, add_account_commands, identity_app
+from lapis.cli.monitor import monitor_app
 from lapis.cli.quota import quota_app
 from lapis.cli.role import role_app
 from lapis.cli.subscriptions import account_app
@@ -52,6 +57,9 @@ app.add_typer(ad_app, name="ad")
 app.add_typer(identity_app, name="identity")
 add_account_commands(account_app)
 app.add_typer(role_app, name="role")
+app.add_typer(monitor_app, name="monitor")
+add_monitor_commands(monitor_app)  # diagnostic-settings, log-analytics, activity-log
+app.add_typer(consumption_app, name="consumption")
 
 
 @app.callback()

@@ -13,7 +13,7 @@ import requests
 
 from lapis.store.database import open_database
 from lapis.store.serving import ServingStore
-from support.server import DEFAULT_SUBSCRIPTION, start_server
+from support.server import DEFAULT_SUBSCRIPTION, LapisProcess, start_server
 
 SUB = f"/subscriptions/{DEFAULT_SUBSCRIPTION}"
 OTHER_SUB = "5e7a1c00-0000-4000-8000-00000000beef"
@@ -123,8 +123,10 @@ def test_pools_and_members(server):
         {"id": "engine", "kind": "backend", "target": "VLLM-1"}]})
     assert created.status_code == 201, created.text
     pool = {"name": "front", "subscriptionId": DEFAULT_SUBSCRIPTION, "deploymentId": chat, "members": [
-        {"id": "engine", "kind": "backend", "target": "vllm-1", "priority": 1, "weight": 1, "key": "member:front/engine"},
-        {"id": "local", "kind": "deployment", "target": spare, "priority": 2, "weight": 5, "key": "member:front/local"}]}
+        {"id": "engine", "kind": "backend", "target": "vllm-1", "priority": 1, "weight": 1,
+         "key": "member:front/engine"},
+        {"id": "local", "kind": "deployment", "target": spare, "priority": 2, "weight": 5,
+         "key": "member:front/local"}]}
     assert created.json() == pool
     assert admin(server, "GET", "pools/FRONT").json() == pool
     assert admin(server, "GET", "pools").json() == {"value": [pool]}
@@ -213,8 +215,9 @@ def test_everything_survives_a_restart(server, tmp_path):
     assert admin(server, "PUT", "faults/member/member:front/engine", {"rate503": 0.5, "cutAfter": 3}).ok
     before = {what: admin(server, "GET", what).json() for what in ("backends", "pools", "faults")}
     server.stop()
-    again = start_server(server.home, port=server.port, LAPIS_DATABASE_URL=server.database_url)
+    again = LapisProcess(home=server.home, port=server.port, env=server.env)
     try:
+        again.start()  # inside the try: a server that fails to become ready is stopped too
         assert {what: admin(again, "GET", what).json() for what in ("backends", "pools", "faults")} == before
     finally:
         again.stop()

@@ -16,6 +16,10 @@ management API modelled on `az` (flags spelled as az spells them).
     lapis admin quota-request list|approve|reject
     lapis monitor metrics list|list-definitions         (and the groups lapis.cli.diagnostics adds)
     lapis consumption usage list                         (tokens and cost per deployment, model or tag)
+    lapis keyvault key create|rotate|show|list|list-versions|set-attributes|disable|enable
+    lapis backend create|list|show|delete               (Lapis's own: engines per region and model)
+    lapis pool create|list|show|delete, pool member add|remove|list
+    lapis fault set|list|clear|reset                     (Lapis's own: injected faults)
 
 The client commands talk HTTP only; they find the server and the admin
 credential in LAPIS_HOME/server.json (LAPIS_URL overrides the URL). Errors
@@ -37,9 +41,11 @@ from lapis.cli.consumption import consumption_app
 from lapis.cli.diagnostics import add_monitor_commands
 from lapis.cli.groups import group_app, provider_app
 from lapis.cli.identity import ad_app, add_account_commands, identity_app
+from lapis.cli.keyvault import keyvault_app
 from lapis.cli.monitor import monitor_app
 from lapis.cli.quota import quota_app
 from lapis.cli.role import role_app
+from lapis.cli.serving import backend_app, fault_app, pool_app
 from lapis.cli.subscriptions import account_app
 
 # Options that take several space-separated values, as az's nargs='+'.
@@ -60,6 +66,10 @@ app.add_typer(role_app, name="role")
 app.add_typer(monitor_app, name="monitor")
 add_monitor_commands(monitor_app)  # diagnostic-settings, log-analytics, activity-log
 app.add_typer(consumption_app, name="consumption")
+app.add_typer(keyvault_app, name="keyvault")
+app.add_typer(backend_app, name="backend")
+app.add_typer(pool_app, name="pool")
+app.add_typer(fault_app, name="fault")
 
 
 @app.callback()

@@ -112,11 +112,11 @@ def backend_from_body(services: Services, backend_id: str, body: dict[str, Any],
                        weight=integer(body, "weight", 1, 1))
     if kind == "openai-compatible":
         return replace(spec, url=url(body, "url", kind), upstream_model=text(body, "upstreamModel") or model.name,
-                        secret=secret)
+                       secret=secret)
     if kind == "azure":
-        return replace(spec, url=url(body, "url", kind), deployment=text(body, "deployment", "for a backend of kind "
-                                                                          "'azure'"),
-                        api_version=text(body, "apiVersion") or AZURE_API_VERSION, auth=auth, secret=secret)
+        return replace(spec, url=url(body, "url", kind), deployment=text(body, "deployment", f"for a backend of "
+                                                                         f"kind '{kind}'"),
+                       api_version=text(body, "apiVersion") or AZURE_API_VERSION, auth=auth, secret=secret)
     return spec
 
 

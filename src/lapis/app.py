@@ -31,6 +31,7 @@ from lapis.catalog import load_catalogue
 from lapis.dataplane.admission import Gate
 from lapis.dataplane.directory import Directory
 from lapis.dataplane.routes import DataPlane, add_routes
+from lapis.diagnostics import wiring as diagnostics_wiring
 from lapis.errors import ApiError
 from lapis.errors import catalogue as errors
 from lapis.identity import routes as identity_routes
@@ -196,6 +197,7 @@ def create_app(settings: Settings, services: Services | None = None) -> web.Appl
         arm.services = built
         if settings.metrics:
             app[METERING] = Metering.start(built, settings)  # /metrics, rollups, usage (lapis.metrics.metering)
+        await diagnostics_wiring.start(built)  # the Activity Log and diagnostic settings' sinks
         if settings.demo:
             from lapis import demo
 
@@ -209,6 +211,7 @@ def create_app(settings: Settings, services: Services | None = None) -> web.Appl
             await app[METERING].close()  # rollups flushed and usage written before the store closes
         for task in app[BACKGROUND]:
             task.cancel()
+        await diagnostics_wiring.stop(app[SERVICES])  # gives log sinks a moment to deliver
         await app[SERVICES].gate.close()
         await app[SERVICES].serving.close()
         await app[SERVICES].store.close()

@@ -42,6 +42,8 @@ class Services:
     locks: dict = field(default_factory=dict)  # asyncio locks by purpose and scope (e.g. quota writes)
     observers: Observers = field(default_factory=Observers)  # hear of every finished data-plane request
     serving: Any = None  # lapis.serving.plans.Serving: which engines answer each deployment
+    audit: Any = None  # lapis.audit.recorder.AuditRecorder: management writes and denials (Activity Log)
+    diagnostics: Any = None  # lapis.diagnostics.dispatcher.Diagnostics: diagnostic settings and their sinks
     _tasks: set = field(default_factory=set)
 
     async def refresh_account(self, account_id: str) -> None:

@@ -34,6 +34,11 @@ class Settings:
     tls: bool = False  # LAPIS_TLS / serve --tls: HTTPS with a local CA (lapis.certificates)
     trusted_proxies: tuple[str, ...] = ()  # LAPIS_TRUSTED_PROXIES: addresses/CIDRs whose X-Forwarded-For is believed
     server_url: str = ""  # for the CLI: LAPIS_URL, overriding the one in LAPIS_HOME
+    diagnostics_queue: int = 10_000  # LAPIS_DIAGNOSTICS_QUEUE: records each log sink may hold while it is slow or down
+    diagnostics_max_backoff: float = 5.0  # LAPIS_DIAGNOSTICS_MAX_BACKOFF: seconds between retries of a sink, at most
+    workspace_file_bytes: int = 64 * 1024 * 1024  # LAPIS_WORKSPACE_FILE_BYTES: a workspace table file rotates past this
+    workspace_files: int = 4  # LAPIS_WORKSPACE_FILES: rotated files kept per table, besides the current one
+    eventhubs_url: str = ""  # LAPIS_EVENTHUBS_URL: the Redis behind Event Hubs destinations; else LAPIS_REDIS_URL
     metrics: bool = True  # LAPIS_METRICS=off: no /metrics, no rollups, no usage metering (lapis.metrics)
     metrics_retention_days: int = 93  # LAPIS_METRICS_RETENTION_DAYS: per-minute rollups kept (Azure keeps 93 days)
     metrics_flush_s: float = 5.0  # LAPIS_METRICS_FLUSH_SECONDS: rollups go from memory to the store this often
@@ -87,6 +92,11 @@ def load(env: dict[str, str] | None = None, **overrides: object) -> Settings:
         tls=env.get("LAPIS_TLS", "").lower() in ("1", "true", "yes"),
         trusted_proxies=tuple(p.strip() for p in env.get("LAPIS_TRUSTED_PROXIES", "").split(",") if p.strip()),
         server_url=env.get("LAPIS_URL", ""),
+        diagnostics_queue=_int(env, "LAPIS_DIAGNOSTICS_QUEUE", 10_000),
+        diagnostics_max_backoff=_float(env, "LAPIS_DIAGNOSTICS_MAX_BACKOFF", 5.0),
+        workspace_file_bytes=_int(env, "LAPIS_WORKSPACE_FILE_BYTES", 64 * 1024 * 1024),
+        workspace_files=_int(env, "LAPIS_WORKSPACE_FILES", 4),
+        eventhubs_url=env.get("LAPIS_EVENTHUBS_URL", ""),
         metrics=env.get("LAPIS_METRICS", "on").lower() not in ("off", "0", "false", "no"),
         metrics_retention_days=_int(env, "LAPIS_METRICS_RETENTION_DAYS", 93),
         metrics_flush_s=_float(env, "LAPIS_METRICS_FLUSH_SECONDS", 5.0),

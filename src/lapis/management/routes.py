@@ -19,6 +19,7 @@ from typing import Any
 from aiohttp import web
 
 from lapis.requestkeys import REQUEST_ID
+from lapis.audit.recorder import ARM_CALLER
 from lapis.auth import routes as rbac_routes
 from lapis.auth.actions import arm_permission
 from lapis.errors import ApiError
@@ -214,9 +215,11 @@ def build_router() -> ArmRouter:
     for method, handler in (("PUT", put_deployment), ("PATCH", patch_deployment), ("GET", get_deployment),
                             ("DELETE", delete_deployment)):
         r.add(method, f"{ACCT}/deployments/{{deployment}}", handler)
-    from lapis.management import quota_routes  # imported here: it builds on this module's Ctx
+    from lapis.management import activity_log, diagnostic_settings, quota_routes  # they build on this module's Ctx
 
     quota_routes.add_routes(r)
+    diagnostic_settings.add_routes(r)
+    activity_log.add_routes(r)
     return r
 
 
@@ -276,7 +279,15 @@ class ArmApp:
         self.router = build_router()
 
     async def handle(self, request: web.Request) -> web.StreamResponse:
+        # -- audit hook (lapis.audit): every write and every denial lands in the Activity Log
+        audit = self.services.audit
+        if audit is None:
+            return await self._dispatch(request)
+        return await audit.around(request, self._dispatch)
+
+    async def _dispatch(self, request: web.Request) -> web.StreamResponse:
         caller = await authenticate(self.services, request)
+        request[ARM_CALLER] = caller  # who, for the audit hook
         await authorize(self.services, caller, request)
         authorization = await rbac_routes.handle(self.services, request, self.services.authorizer,
                                                  principal=caller.oid or caller.name)

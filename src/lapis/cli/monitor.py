@@ -111,7 +111,8 @@ def rows(result: dict[str, Any]) -> list[dict[str, Any]]:
     for metric in result.get("value") or []:
         for series in metric.get("timeseries") or []:
             for point in series.get("data") or []:
-                row = {"Timestamp": point.get("timeStamp"), "Name": metric["name"]["localizedValue"]}
+                name = metric["name"].get("localizedValue") or metric["name"]["value"]
+                row = {"Timestamp": point.get("timeStamp"), "Name": name}
                 if series.get("metadatavalues"):
                     row["Dimensions"] = _series_label(series)
                 for key in ("total", "average", "maximum", "minimum", "count"):

@@ -38,7 +38,7 @@ USAGE_DIMENSIONS = ("usage_day", "resource_group", "account_arm_id", "location",
                     "model_version", "sku", "caller", "operation", "tags")
 USAGE_SUMS = ("prompt_tokens", "cached_tokens", "completion_tokens", "cost_input_nano", "cost_cached_nano",
               "cost_output_nano")
-MAX_PARAMETERS = 30_000  # under SQLite's 32,766 and PostgreSQL's 32,767 bind parameters per statement
+MAX_PARAMETERS = 9_000  # bind parameters per statement: under lapis.store.database.to_dollar_params's 9,999
 
 
 def _merge(column: str) -> str:
@@ -103,8 +103,8 @@ class MeteringStore:
             for c in ROLLUP_VALUES)
         rows = await self.db.fetch(
             f"SELECT (minute - ?) / ? AS bucket, {dims}, {sums} FROM metric_rollups "
-            f"WHERE account_id = ? AND minute >= ? AND minute < ? GROUP BY (minute - ?) / ?, {dims}",
-            start_minute, step, account_id, start_minute, end_minute, start_minute, step,
+            f"WHERE account_id = ? AND minute >= ? AND minute < ? GROUP BY 1, {dims}",
+            start_minute, step, account_id, start_minute, end_minute,
         )
         return [_numbers(r) for r in rows]
 

@@ -199,3 +199,40 @@ async def test_records_stay_in_their_accounts_region(lapis):
     finally:
         await east_hook.stop()
         await west_hook.stop()
+
+
+class BrokenBackend:
+    """A real Backend whose engine fails unexpectedly: every call is a 500."""
+
+    from lapis.backends.base import BackendStats
+
+    stats = BackendStats()
+
+    async def chat(self, call):
+        raise RuntimeError("engine exploded")
+
+    def chat_stream(self, call):
+        raise RuntimeError("engine exploded")
+
+    async def embed(self, call):
+        raise RuntimeError("engine exploded")
+
+
+async def test_service_failures_go_to_trace_and_only_enabled_categories_are_sent(lapis):
+    hook = await Receiver().start()
+    try:
+        assert (await lapis.put_setting(DEMO_ACCOUNT, "traces", {
+            "webhookUrl": hook.url, "logs": [{"category": "Trace", "enabled": True},
+                                             {"category": "RequestResponse", "enabled": False}]}))[0] == 200
+        key = await lapis.key(DEMO_ACCOUNT)
+        lapis.services.backend = BrokenBackend()  # before the first call: the serving plan picks it up
+        status, failed_id = await lapis.chat(key)
+        assert status == 500
+        await until(lambda: hook.records())
+        [trace] = hook.records()  # RequestResponse is off: the same call leaves only its Trace record
+        [counts] = [c for n, c in lapis.services.diagnostics.counters().items() if n.endswith("/traces/webhook")]
+        assert counts["delivered"] == 1 and counts["queued"] == 0
+        assert (trace["category"], trace["correlationId"], trace["resultSignature"]) == ("Trace", failed_id, "500")
+        assert trace["level"] == "Error" and trace["properties"]["errorCode"]
+    finally:
+        await hook.stop()

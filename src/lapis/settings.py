@@ -34,6 +34,7 @@ class Settings:
     tls: bool = False  # LAPIS_TLS / serve --tls: HTTPS with a local CA (lapis.certificates)
     trusted_proxies: tuple[str, ...] = ()  # LAPIS_TRUSTED_PROXIES: addresses/CIDRs whose X-Forwarded-For is believed
     server_url: str = ""  # for the CLI: LAPIS_URL, overriding the one in LAPIS_HOME
+    kek_path: str = ""  # LAPIS_KEK_FILE: the service key-encryption key; default LAPIS_HOME/keys/kek (lapis.crypto.kek)
     diagnostics_queue: int = 10_000  # LAPIS_DIAGNOSTICS_QUEUE: records each log sink may hold while it is slow or down
     diagnostics_max_backoff: float = 5.0  # LAPIS_DIAGNOSTICS_MAX_BACKOFF: seconds between retries of a sink, at most
     workspace_file_bytes: int = 64 * 1024 * 1024  # LAPIS_WORKSPACE_FILE_BYTES: a workspace table file rotates past this
@@ -54,6 +55,11 @@ class Settings:
         if ":" in host:
             host = f"[{host}]"
         return f"{'https' if self.tls else 'http'}://{host}:{self.port}"
+
+    @property
+    def kek_file(self) -> Path:
+        """The service-managed key-encryption key. Replicas sharing a database must share it."""
+        return Path(self.kek_path).expanduser() if self.kek_path else self.home / "keys" / "kek"
 
     @property
     def server_file(self) -> Path:
@@ -92,6 +98,7 @@ def load(env: dict[str, str] | None = None, **overrides: object) -> Settings:
         tls=env.get("LAPIS_TLS", "").lower() in ("1", "true", "yes"),
         trusted_proxies=tuple(p.strip() for p in env.get("LAPIS_TRUSTED_PROXIES", "").split(",") if p.strip()),
         server_url=env.get("LAPIS_URL", ""),
+        kek_path=env.get("LAPIS_KEK_FILE", ""),
         diagnostics_queue=_int(env, "LAPIS_DIAGNOSTICS_QUEUE", 10_000),
         diagnostics_max_backoff=_float(env, "LAPIS_DIAGNOSTICS_MAX_BACKOFF", 5.0),
         workspace_file_bytes=_int(env, "LAPIS_WORKSPACE_FILE_BYTES", 64 * 1024 * 1024),

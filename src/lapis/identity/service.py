@@ -175,7 +175,7 @@ class Identity:
 async def setup_identity(services: Services) -> Identity:
     """Build the process's token service: keys loaded (or the first one made), settings read."""
     store = services.store
-    keys = await SigningKeys.load_or_create(store.db)
+    keys = await SigningKeys.load_or_create(store.db, sealer=store.keyring)  # private keys sealed at rest
     header = await store.setting("identity_header", str(uuid.uuid4()))
     admin_oid = await store.setting("admin_object_id", str(uuid.uuid4()))
     identity = Identity(keys=keys, principals=Principals(store.db, DEFAULT_TENANT), store=store,

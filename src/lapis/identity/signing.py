@@ -11,8 +11,10 @@ know (at most once a second, so random kids cannot make it hammer the
 database). Two replicas that start together may each create a key; both are
 active and published, and both converge on signing with the newest.
 
-The private keys are stored as PEM text for now; encryption at rest is a
-later part of issue #4.
+The private keys are stored sealed (lapis.crypto): under the service data
+key, bound to their kid, through the `sealer` (the store's Keyring). Only a
+SigningKeys made without a sealer (tests on a bare database) stores PEM text;
+rows written in the clear by an older Lapis are sealed by the store at start-up.
 """
 
 from __future__ import annotations
@@ -27,6 +29,9 @@ from typing import Any
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
+from lapis.crypto import fields
+from lapis.crypto.envelope import is_sealed
+from lapis.crypto.keyring import SERVICE
 from lapis.store.database import Database
 
 TOKEN_LIFETIME_S = 3599
@@ -77,8 +82,8 @@ def new_private_pem() -> tuple[str, str]:
     return kid, pem
 
 
-def _parse(row: dict[str, Any]) -> SigningKey:
-    key = serialization.load_pem_private_key(row["private_pem"].encode(), password=None)
+def _parse(row: dict[str, Any], pem: str) -> SigningKey:
+    key = serialization.load_pem_private_key(pem.encode(), password=None)
     if not isinstance(key, rsa.RSAPrivateKey):
         raise ValueError(f"signing key {row['kid']} is not an RSA key")
     return SigningKey(kid=row["kid"], private_key=key, created_at=_epoch(row["created_at"]) or 0.0,
@@ -88,8 +93,10 @@ def _parse(row: dict[str, Any]) -> SigningKey:
 class SigningKeys:
     """The token service's keys, shared through the database by every replica."""
 
-    def __init__(self, db: Database, lifetime_s: int = TOKEN_LIFETIME_S, clock: Any = time.time):
+    def __init__(self, db: Database, lifetime_s: int = TOKEN_LIFETIME_S, clock: Any = time.time,
+                 sealer: Any = None):
         self._db = db
+        self._sealer = sealer  # lapis.crypto.keyring.Keyring: seal(key_id, text, context) / open(value, context)
         self.lifetime_s = lifetime_s
         self._clock = clock
         self._keys: dict[str, SigningKey] = {}
@@ -98,9 +105,9 @@ class SigningKeys:
 
     @classmethod
     async def load_or_create(cls, db: Database, lifetime_s: int = TOKEN_LIFETIME_S,
-                             clock: Any = time.time) -> "SigningKeys":
+                             clock: Any = time.time, sealer: Any = None) -> "SigningKeys":
         """Load the keys, creating the first one when the table is empty."""
-        keys = cls(db, lifetime_s, clock)
+        keys = cls(db, lifetime_s, clock, sealer)
         await keys.reload()
         if keys.active() is None:
             await keys._insert_new(retire_others=False)
@@ -119,7 +126,7 @@ class SigningKeys:
     async def reload(self) -> None:
         """Re-read the table (every replica's rotations become visible)."""
         rows = await self._db.fetch("SELECT kid, private_pem, created_at, retired_at FROM signing_keys")
-        self._keys = {row["kid"]: _parse(row) for row in rows}
+        self._keys = {row["kid"]: _parse(row, await self._open(row)) for row in rows}
         self._loaded_at = self._clock()
 
     async def refresh(self) -> None:
@@ -157,10 +164,20 @@ class SigningKeys:
                       key=lambda k: (k.retired_at is not None, -k.created_at))
         return {"keys": [k.jwk() for k in keys]}
 
+    async def _open(self, row: dict[str, Any]) -> str:
+        stored = row["private_pem"]
+        if not is_sealed(stored):
+            return stored
+        if self._sealer is None:
+            raise RuntimeError(f"signing key {row['kid']} is sealed, and these SigningKeys have no sealer")
+        return await self._sealer.open(stored, fields.signing_key(row["kid"]))
+
     # -- writing ---------------------------------------------------------------
 
     async def _insert_new(self, retire_others: bool) -> SigningKey:
         kid, pem = new_private_pem()
+        if self._sealer is not None:
+            pem = await self._sealer.seal(SERVICE, pem, fields.signing_key(kid))
         now = self._clock()
         async with self._db.transaction() as conn:
             if retire_others:

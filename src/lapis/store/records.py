@@ -50,6 +50,10 @@ class Account:
     doc: dict[str, Any] = field(default_factory=dict)
     created_at: str = ""
     updated_at: str = ""
+    # Why the keys cannot be opened now: the customer-managed key wrapping the
+    # account's data key is disabled ("vault/key/version"). key1 and key2 are
+    # empty then, and the store refuses to save the account (lapis.store.sql.Locked).
+    locked: str = ""
 
     @property
     def properties(self) -> dict[str, Any]:

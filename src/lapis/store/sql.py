@@ -3,13 +3,25 @@
 One class serves both databases (lapis.store.database hides the driver).
 Each public write is one transaction. Lookups by name use the lower-cased
 *_key columns, because Azure names are case-insensitive.
+
+Secrets are sealed at rest (lapis.crypto): an account's key1/key2 under its
+own data key, secret settings under the service data key. `_seal_keys` and
+`_open_keys` are the only paths between those columns and the records;
+callers see plaintext. An account whose customer-managed key is disabled
+reads back `locked`, with empty keys, and cannot be saved until the key is
+enabled again (Locked), so nothing is ever overwritten with what could not
+be read. Deleting an account deletes its data key.
 """
 
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import Any
 
+from lapis.crypto import fields, kek
+from lapis.crypto.envelope import is_sealed
+from lapis.crypto.keyring import KeyUnavailable, Keyring, account_key_id
 from lapis.store.database import Database, Row, open_database
 from lapis.store.migrate import migrate
 from lapis.store.records import Account, Deployment, ResourceGroup, Subscription
@@ -19,12 +31,16 @@ class Conflict(Exception):
     """A uniqueness rule would be broken (e.g. a custom subdomain in use)."""
 
 
-def _account(row: Row) -> Account:
+class Locked(Exception):
+    """The account's secrets cannot be opened now (its customer-managed key is disabled)."""
+
+
+def _account(row: Row, keys: tuple[str, str], locked: str = "") -> Account:
     return Account(
         id=row["id"], subscription_id=row["subscription_id"], group=row["group_name"], name=row["name"],
-        kind=row["kind"], sku_name=row["sku_name"], location=row["location"], key1=row["key1"],
-        key2=row["key2"], etag=row["etag"], doc=json.loads(row["doc"]), created_at=row["created_at"],
-        updated_at=row["updated_at"],
+        kind=row["kind"], sku_name=row["sku_name"], location=row["location"], key1=keys[0],
+        key2=keys[1], etag=row["etag"], doc=json.loads(row["doc"]), created_at=row["created_at"],
+        updated_at=row["updated_at"], locked=locked,
     )
 
 
@@ -44,14 +60,46 @@ _ACCOUNT_SELECT = (
 
 
 class SqlStore:
-    def __init__(self, db: Database):
+    def __init__(self, db: Database, keyring: Keyring):
         self.db = db
+        self.keyring = keyring
 
     @classmethod
-    async def open(cls, url: str) -> "SqlStore":
+    async def open(cls, url: str, kek_file: Path | None = None) -> "SqlStore":
+        """Open, migrate, start the keyring under the KEK in `kek_file` (default: the
+        settings' kek_file) and seal any secret an older Lapis stored in the clear."""
+        if kek_file is None:
+            from lapis import settings
+
+            kek_file = settings.load().kek_file
+        service_kek = kek.load_or_create(kek_file)
         db = await open_database(url)
-        await migrate(db)
-        return cls(db)
+        try:
+            if db.dialect == "sqlite":
+                await db.fetch("PRAGMA secure_delete = ON")  # freed bytes are zeroed, not left behind
+            await migrate(db)
+            keyring = Keyring(db, service_kek)
+            await keyring.start()
+            await fields.seal_plaintext(db, keyring)
+        except BaseException:
+            await db.close()
+            raise
+        return cls(db, keyring)
+
+    # -- sealed columns -----------------------------------------------------
+
+    async def _seal_keys(self, account: Account) -> tuple[str, str]:
+        key_id = account_key_id(account.id)
+        return (await self.keyring.seal(key_id, account.key1, fields.account_secret(account.id, "key1")),
+                await self.keyring.seal(key_id, account.key2, fields.account_secret(account.id, "key2")))
+
+    async def _open_keys(self, row: Row) -> Account:
+        try:
+            keys = await self.keyring.open_all(
+                [(row[c], fields.account_secret(row["id"], c)) for c in ("key1", "key2")])
+        except KeyUnavailable as gone:
+            return _account(row, ("", ""), f"{gone.vault}/{gone.name}/{gone.version}")
+        return _account(row, (keys[0], keys[1]))
 
     async def close(self) -> None:
         await self.db.close()
@@ -59,13 +107,19 @@ class SqlStore:
     # -- settings -----------------------------------------------------------
 
     async def setting(self, name: str, default: str) -> str:
-        """Return the stored value, storing `default` first if there is none."""
+        """Return the stored value, storing `default` first if there is none.
+        Names in fields.SECRET_SETTINGS are stored sealed."""
+        secret = name in fields.SECRET_SETTINGS
+        stored_default = self.keyring.seal_service(default, fields.setting(name)) if secret else default
         async with self.db.transaction() as conn:
             row = await conn.fetchrow("SELECT value FROM settings WHERE name = ?", name)
-            if row is not None:
-                return row["value"]
-            await conn.execute("INSERT INTO settings (name, value) VALUES (?, ?)", name, default)
-            return default
+            if row is None:
+                await conn.execute("INSERT INTO settings (name, value) VALUES (?, ?)", name, stored_default)
+                return default
+        value = row["value"]
+        if secret and is_sealed(value):
+            return self.keyring.open_service(value, fields.setting(name)).decode()
+        return value
 
     # -- subscriptions --------------------------------------------------------
 
@@ -158,6 +212,10 @@ class SqlStore:
                 "DELETE FROM deployments WHERE account_id IN (SELECT id FROM accounts WHERE subscription_id = ? "
                 "AND group_key = ?)", sub_id, name.lower(),
             )
+            gone = await conn.fetch("SELECT id FROM accounts WHERE subscription_id = ? AND group_key = ?", sub_id,
+                                    name.lower())
+            for row in gone:
+                await conn.execute("DELETE FROM data_keys WHERE id = ?", account_key_id(row["id"]))
             await conn.execute("DELETE FROM accounts WHERE subscription_id = ? AND group_key = ?", sub_id, name.lower())
             count = await conn.execute(
                 "DELETE FROM resource_groups WHERE subscription_id = ? AND name_key = ?", sub_id, name.lower()
@@ -168,15 +226,19 @@ class SqlStore:
 
     async def save_account(self, account: Account) -> bool:
         """Insert or replace an account; True when inserted. Raises Conflict
-        when its custom subdomain belongs to another account."""
+        when its custom subdomain belongs to another account, Locked when its
+        keys could not be opened (they would be lost)."""
+        if account.locked:
+            raise Locked(account.locked)
         subdomain = account.subdomain.lower() if account.subdomain else None
+        key1, key2 = await self._seal_keys(account)
         async with self.db.transaction() as conn:
             if subdomain:
                 owner = await conn.fetchrow("SELECT id FROM accounts WHERE subdomain_key = ?", subdomain)
                 if owner and owner["id"] != account.id:
                     raise Conflict(subdomain)
             values = (
-                account.kind, account.sku_name, account.location, subdomain, account.key1, account.key2,
+                account.kind, account.sku_name, account.location, subdomain, key1, key2,
                 account.etag, json.dumps(account.doc), account.updated_at,
             )
             count = await conn.execute(
@@ -204,11 +266,11 @@ class SqlStore:
             f"{_ACCOUNT_SELECT} WHERE a.subscription_id = ? AND a.group_key = ? AND a.name_key = ?",
             sub_id, group.lower(), name.lower(),
         )
-        return _account(row) if row else None
+        return await self._open_keys(row) if row else None
 
     async def account_by_id(self, account_id: str) -> Account | None:
         row = await self.db.fetchrow(f"{_ACCOUNT_SELECT} WHERE a.id = ?", account_id)
-        return _account(row) if row else None
+        return await self._open_keys(row) if row else None
 
     async def accounts(self, sub_id: str | None = None, group: str | None = None) -> list[Account]:
         where, args = [], []
@@ -220,12 +282,15 @@ class SqlStore:
             args.append(group.lower())
         clause = f" WHERE {' AND '.join(where)}" if where else ""
         rows = await self.db.fetch(f"{_ACCOUNT_SELECT}{clause} ORDER BY a.created_at, a.name_key", *args)
-        return [_account(r) for r in rows]
+        return [await self._open_keys(r) for r in rows]
 
     async def delete_account(self, account_id: str) -> bool:
         async with self.db.transaction() as conn:
             await conn.execute("DELETE FROM deployments WHERE account_id = ?", account_id)
-            return await conn.execute("DELETE FROM accounts WHERE id = ?", account_id) > 0
+            await conn.execute("DELETE FROM data_keys WHERE id = ?", account_key_id(account_id))
+            deleted = await conn.execute("DELETE FROM accounts WHERE id = ?", account_id) > 0
+        self.keyring.evict([account_key_id(account_id)])
+        return deleted
 
     # -- deployments --------------------------------------------------------
 
@@ -282,8 +347,8 @@ def _group(row: Row) -> ResourceGroup:
                          tags=json.loads(row["tags"]), created_at=row["created_at"])
 
 
-async def open_store(url: str) -> SqlStore:
-    return await SqlStore.open(url)
+async def open_store(url: str, kek_file: Path | None = None) -> SqlStore:
+    return await SqlStore.open(url, kek_file)
 
 
 def dump(obj: Any) -> str:

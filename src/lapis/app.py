@@ -35,6 +35,7 @@ from lapis.diagnostics import wiring as diagnostics_wiring
 from lapis.errors import ApiError
 from lapis.errors import catalogue as errors
 from lapis.identity import routes as identity_routes
+from lapis.keyvault import routes as keyvault_routes
 from lapis.management import admin, metadata, serving_routes, tenancy
 from lapis.management.routes import ArmApp, arm_error_response
 from lapis.management import costs, insights
@@ -169,7 +170,7 @@ def write_server_file(settings: Settings, admin_token: str, ca: object = None) -
 
 
 async def build_services(settings: Settings) -> Services:
-    store = await SqlStore.open(settings.database_url)
+    store = await SqlStore.open(settings.database_url, settings.kek_file)  # secrets sealed under this KEK
     admin_token = await store.setting("admin_token", "lapis-admin-" + secrets.token_urlsafe(32))
     services = Services(
         settings=settings, store=store, catalogue=load_catalogue(), directory=Directory(),
@@ -232,6 +233,7 @@ def create_app(settings: Settings, services: Services | None = None) -> web.Appl
     serving_routes.add_routes(app, lambda: app[SERVICES])
     identity_routes.add_routes(app, lambda: app[SERVICES])
     metadata.add_routes(app, lambda: app[SERVICES])
+    keyvault_routes.add_routes(app, lambda: app[SERVICES])  # Lapis's key vault: /vaults/{vault}/keys/...
 
     async def fallback(request: web.Request) -> web.StreamResponse:
         return await _fallback(request, arm)

@@ -24,7 +24,8 @@ REDIS_URL = os.environ.get("LAPIS_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
 @pytest.fixture()
 def replicas(tmp_path):
     name, url = create_database()
-    env = {"LAPIS_DATABASE_URL": url, "LAPIS_REDIS_URL": REDIS_URL, "LAPIS_RATELIMIT_FAILURE": "closed"}
+    env = {"LAPIS_DATABASE_URL": url, "LAPIS_REDIS_URL": REDIS_URL, "LAPIS_RATELIMIT_FAILURE": "closed",
+           "LAPIS_KEK_FILE": str(tmp_path / "kek")}  # replicas of one database share its key-encryption key
     first = start_server(tmp_path / "a", **env)
     second = start_server(tmp_path / "b", **env)
     try:

@@ -59,6 +59,7 @@ class AccountEntry:
     subscription_id: str = ""
     resource_group: str = ""
     tags: dict[str, str] = field(default_factory=dict)
+    encryption_blocked: bool = False  # its customer-managed key is disabled: every request is refused (keys empty)
 
     def key_matches(self, presented: str) -> bool:
         """Compare against both keys in constant time (both are always compared)."""
@@ -103,6 +104,7 @@ def build_entry(account: Account, deployments: list[Deployment], catalogue: Cata
         subscription_id=account.subscription_id,
         resource_group=account.group,
         tags=dict(account.doc.get("tags") or {}),
+        encryption_blocked=bool(account.locked),
     )
 
 

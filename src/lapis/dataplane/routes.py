@@ -22,6 +22,7 @@ from lapis.dataplane.directory import AccountEntry, DeploymentEntry
 from lapis.dataplane.protocol import ChatRequest, CompletionsRequest, EmbeddingsRequest, decode
 from lapis.dataplane.streaming import stream_chat
 from lapis.errors import catalogue as errors
+from lapis.errors import keyvault as keyvault_errors
 from lapis.identity.service import verify_bearer
 from lapis.identity.tokens import COGNITIVE_SERVICES, InvalidToken
 from lapis.backends.base import ChatCall, Completion
@@ -100,6 +101,8 @@ class DataPlane:
         request[ACCOUNT] = entry
         if not entry.public_network_access:
             raise errors.public_access_disabled()
+        if entry.encryption_blocked:
+            raise keyvault_errors.customer_managed_key_inaccessible()
         if entry.allowed_networks is not None:
             caller = network.client_address(request.remote, request.headers.get("X-Forwarded-For"), self.trusted)
             if not network.permitted(caller, entry.allowed_networks):

@@ -3,6 +3,11 @@
 Every committed change is pushed into the data-plane directory before the
 ARM answer goes out, so the next data-plane request sees it (a regenerated
 key stops working at once).
+
+`properties.encryption` (customer-managed keys) is checked and applied by
+lapis.keyvault.cmk. While an account's customer-managed key is disabled its
+keys cannot be opened (`Account.locked`): PUT, PATCH and regenerateKey answer
+409 KeyVaultKeyDisabled, and reads still work.
 """
 
 from __future__ import annotations
@@ -14,10 +19,12 @@ from typing import Any
 
 from lapis.dataplane.network import allowed_networks
 from lapis.errors import catalogue as errors
+from lapis.errors import keyvault as kv_errors
+from lapis.keyvault import cmk
 from lapis.management import tenancy
 from lapis.services import Services
 from lapis.store.records import Account
-from lapis.store.sql import Conflict
+from lapis.store.sql import Conflict, Locked
 
 KINDS = ("OpenAI", "AIServices")
 SKUS = ("S0",)
@@ -96,7 +103,9 @@ async def put(services: Services, sub_id: str, group: str, name: str, body: dict
         raise errors.special_feature_required(sku, kind)
     props = {k: v for k, v in (body.get("properties") or {}).items() if k in WRITABLE}
     _check_properties(props)
+    await cmk.check(services, props)  # properties.encryption: normalized, its key exists and is enabled
     if existing:
+        _unlocked(existing)
         if existing.kind != kind:
             raise errors.arm(409, "CannotChangeKind", "The kind of an existing account cannot be changed.")
         old_sub = existing.subdomain
@@ -124,6 +133,8 @@ async def patch(services: Services, sub_id: str, group: str, name: str, body: di
     props = dict(account.properties)
     changes = {k: v for k, v in (body.get("properties") or {}).items() if k in WRITABLE}
     _check_properties(changes)
+    _unlocked(account)
+    await cmk.check(services, changes)
     if "customSubDomainName" in changes and account.subdomain and \
             str(changes["customSubDomainName"]).lower() != account.subdomain.lower():
         raise errors.arm_bad_request("The custom subdomain name of an account cannot be changed once set.",
@@ -141,11 +152,20 @@ async def patch(services: Services, sub_id: str, group: str, name: str, body: di
     return account
 
 
+def _unlocked(account: Account) -> None:
+    """Writes need the account's keys: refused while its customer-managed key is disabled."""
+    if account.locked:
+        raise kv_errors.account_locked(account.name)
+
+
 async def _save(services: Services, account: Account) -> bool:
     try:
         created = await services.store.save_account(account)
     except Conflict:
         raise errors.custom_domain_in_use(account.subdomain or "") from None
+    except Locked:
+        raise kv_errors.account_locked(account.name) from None
+    await cmk.apply(services, account)  # its data key wrapped as properties.encryption says
     await services.refresh_account(account.id)
     return created
 
@@ -155,6 +175,13 @@ async def require(services: Services, sub_id: str, group: str, name: str) -> Acc
     account = await services.store.account(sub_id, grp.name, name)
     if account is None:
         raise errors.resource_not_found_arm("Microsoft.CognitiveServices/accounts", name, group)
+    return account
+
+
+async def require_keys(services: Services, sub_id: str, group: str, name: str) -> Account:
+    """`require`, for callers that need the keys (listKeys): 409 while they cannot be opened."""
+    account = await require(services, sub_id, group, name)
+    _unlocked(account)
     return account
 
 
@@ -174,6 +201,7 @@ async def regenerate(services: Services, sub_id: str, group: str, name: str, key
     if key_name not in ("Key1", "Key2"):
         raise errors.invalid_key_name(str(key_name))
     account = await require(services, sub_id, group, name)
+    _unlocked(account)
     if key_name == "Key1":
         account.key1 = new_key()
     else:

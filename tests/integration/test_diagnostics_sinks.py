@@ -73,8 +73,12 @@ async def test_workspace_files_hold_request_audit_and_metric_records(lapis):
     assert json.loads(text.splitlines()[0])["Type"] == "AzureDiagnostics"
     # AllMetrics: the minute's aggregates, handed over when the minute is flushed
     assert lapis.services.diagnostics.flush_metrics(None) > 0
-    await until(lambda: (folder / "AzureMetrics.jsonl").exists())
-    [requests] = await rows(lapis, workspace, "AzureMetrics | where MetricName == 'AzureOpenAIRequests'")
+    metric_query = "AzureMetrics | where MetricName == 'AzureOpenAIRequests'"
+    for _ in range(1000):
+        if await rows(lapis, workspace, metric_query):
+            break
+        await asyncio.sleep(0.02)
+    [requests] = await rows(lapis, workspace, metric_query)
     assert requests["Total"] == 3.0 and requests["TimeGrain"] == "PT1M"
 
 
@@ -84,7 +88,7 @@ async def test_storage_archive_uses_azures_blob_layout(lapis):
         "storageAccountId": storage, "logs": [{"category": "RequestResponse", "enabled": True}]}))[0] == 200
     _, request_id = await lapis.chat(await lapis.key(DEMO_ACCOUNT))
     root = lapis.home / "storage" / "archive1" / "insights-logs-requestresponse"
-    await until(lambda: list(root.rglob("PT1H.json")))
+    await until(lambda: [b for b in root.rglob("PT1H.json") if b.read_text().endswith("\n")])
     [blob] = list(root.rglob("PT1H.json"))
     relative = blob.relative_to(root).as_posix()
     assert relative.startswith(f"resourceId=/SUBSCRIPTIONS/{SUB.upper()}/RESOURCEGROUPS/LAPIS-DEMO/PROVIDERS/"

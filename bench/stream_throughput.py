@@ -17,16 +17,15 @@ import argparse
 import json
 import os
 import shutil
-import signal
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import psutil
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-import chat_throughput as ct  # noqa: E402
+import common as ct  # noqa: E402 - bench/ is not a package
+import loadgen  # noqa: E402
 
 
 def stream_body() -> str:
@@ -54,21 +53,18 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     if not 0 < args.duration <= 600 or args.connections < 1 or args.warmup < 0:
         ap.error("need 0 < --duration <= 600, --connections >= 1, --warmup >= 0")
-    for sig in (signal.SIGTERM, signal.SIGHUP):
-        signal.signal(sig, lambda signum, frame: sys.exit(128 + signum))
+    ct.exit_on_signals()
 
     children = ct.Children()
     workdir = Path(tempfile.mkdtemp(prefix="lapis-bench-"))
     try:
-        wrk_path = shutil.which("wrk")
-        if args.loadgen == "wrk" and not wrk_path:
+        load = loadgen.pick(args.loadgen, args.threads, False, workdir)
+        if load is None:
             print("wrk is not installed (apt-get install -y wrk)", file=sys.stderr)
             return 1
-        loadgen = ct.Wrk(wrk_path, args.threads, False, workdir) if wrk_path and args.loadgen != "python" \
-            else ct.PyLoad()
         body = stream_body()
         print("Lapis streaming chat throughput benchmark (whole streams, zero simulator latency)")
-        print(f"  loadgen   {loadgen.describe()}")
+        print(f"  loadgen   {load.describe()}")
         print(f"  load      {args.connections} connections, {args.duration:g} s after {args.warmup:g} s warm-up; "
               f"body {len(body.encode())} bytes with stream=true, max_tokens 16; {os.cpu_count()} cores shared "
               "by server and load generator")
@@ -76,7 +72,7 @@ def main(argv: list[str] | None = None) -> int:
 
         home = workdir / "home"
         home.mkdir()
-        lapis = ct.start_lapis(children, home)
+        lapis = ct.start_lapis(children, home, LAPIS_RATELIMIT="off")
         prefix, key = ct.demo_endpoint(lapis)
         path = f"{prefix}/openai/deployments/{ct.DEPLOYMENT}/chat/completions?api-version={ct.API_VERSION}"
         headers = {"Content-Type": "application/json", "api-key": key}
@@ -85,16 +81,16 @@ def main(argv: list[str] | None = None) -> int:
             "Lapis": (lapis.port, psutil.Process(lapis.proc.pid)),
             "baseline": (bare_port, psutil.Process(bare_proc.pid)),
         }
-        results: dict[str, ct.LoadResult] = {}
+        results: dict[str, loadgen.LoadResult] = {}
         for name, (port, ps) in targets.items():
             events, size = check_stream(port, path, body, headers)
             print(f"{name}: one stream = {events} SSE events, {size} bytes")
             url = f"http://127.0.0.1:{port}{path}"
             if args.warmup > 0:
-                loadgen.run(children, url, body, headers, args.connections, args.warmup)
-            results[name] = ct.measured_load(loadgen, children, ps, url, body, headers, args.connections,
+                load.run(children, url, body, headers, args.connections, args.warmup)
+            results[name] = loadgen.measured_load(load, children, ps, url, body, headers, args.connections,
                                              args.duration)
-            ct.show_load("load", results[name])
+            loadgen.show_load("load", results[name])
         alive = lapis.proc.poll() is None
         lapis_r, bare_r = results["Lapis"], results["baseline"]
         ratio = lapis_r.ok_rps / bare_r.ok_rps if bare_r.ok_rps else 0.0

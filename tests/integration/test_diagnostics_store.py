@@ -71,3 +71,41 @@ async def test_activity_log_lists_newest_first_within_the_window(db):
     paged = await store.list(SUB, window, skip=1, top=2)
     assert [e["correlationId"] for e in paged] == [f"c-{t + 2}", f"c-{t + 1}"]
     assert await store.list("99999999-2222-3333-4444-555555555555", window) == []
+
+
+@pytest.fixture()
+def postgres_url():
+    from support.databases import create_database, drop_database
+
+    name, url = create_database()
+    yield url
+    drop_database(name)
+
+
+async def test_replicas_share_settings_and_the_activity_log(postgres_url, tmp_path):
+    from support.diagnostics_harness import DEMO_ACCOUNT, SUB, start_lapis
+    from support.log_receivers import Receiver, until
+
+    shared = {"LAPIS_DATABASE_URL": postgres_url, "LAPIS_KEK_FILE": str(tmp_path / "kek")}  # replicas share both
+    first = await start_lapis(tmp_path / "a", **shared)
+    second = await start_lapis(tmp_path / "b", **shared)
+    hook = await Receiver().start()
+    try:
+        status, _ = await first.put_setting(DEMO_ACCOUNT, "shared", {
+            "webhookUrl": hook.url, "logs": [{"category": "RequestResponse", "enabled": True}]})
+        assert status == 200
+        key = await second.key(DEMO_ACCOUNT)
+        # the other replica hears of the new setting (NOTIFY) and feeds it too
+        await until(lambda: second.services.diagnostics.routes.get(
+            next(iter(first.services.diagnostics.routes))) is not None)
+        _, request_id = await second.chat(key)
+        await until(lambda: [r["correlationId"] for r in hook.records()] == [request_id])
+        status, body = await second.arm("GET", f"/subscriptions/{SUB}/providers/Microsoft.Insights/eventtypes/"
+                                        "management/values", api_version="2015-04-01",
+                                        params={"$filter": f"eventTimestamp ge '{iso(time.time() - 600)}'"})
+        assert status == 200
+        assert "Microsoft.Insights/diagnosticSettings/write" in [e["operationName"]["value"] for e in body["value"]]
+    finally:
+        await hook.stop()
+        await first.client.close()
+        await second.client.close()

@@ -100,7 +100,8 @@ class AuditRecorder:
     async def around(self, request: web.Request, handler: Handler) -> web.StreamResponse:
         """Run ArmApp's dispatch; record the outcome when it is a write or a denial."""
         status, error = 500, None
-        account = self._account(request.path)
+        writing = request.method.upper() in WRITES
+        account = self._account(request.path) if writing else None  # before: a DELETE removes it
         try:
             response = await handler(request)
             status = response.status
@@ -108,8 +109,11 @@ class AuditRecorder:
         except ApiError as failure:
             status, error = failure.status, failure
             raise
+        except web.HTTPException as failure:  # e.g. a body over the size limit: the middleware answers it
+            status = failure.status
+            raise
         finally:
-            if request.method.upper() in WRITES or status in DENIALS:
+            if writing or status in DENIALS:
                 try:
                     self.management(request, status, error, account or self._account(request.path))
                 except Exception:  # noqa: BLE001 - auditing never fails the request it audits

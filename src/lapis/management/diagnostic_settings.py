@@ -24,6 +24,7 @@ setting writes there. The query language is lapis.diagnostics.query's.
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 from aiohttp import web
@@ -111,7 +112,8 @@ async def query_workspace(c: Ctx) -> web.Response:
     if not text:
         raise errors.invalid_query("The 'query' parameter is required.")
     files = c.services.diagnostics.workspace_files(c.p("sub"), c.p("rg"), c.p("workspace"))
-    return arm_json(query.run(text, files.rows, c.request.query.get("timespan")))
+    # the files are read in a worker thread: a large workspace must not stall the event loop
+    return arm_json(await asyncio.to_thread(query.run, text, files.rows, c.request.query.get("timespan")))
 
 
 def add_routes(r: ArmRouter) -> None:

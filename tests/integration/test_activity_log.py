@@ -118,3 +118,32 @@ async def test_the_activity_log_outlives_the_process(tmp_path):
         assert len(found) == 1 and found[0]["status"]["value"] == "Succeeded"
     finally:
         await second.client.close()
+
+
+async def test_a_principal_refused_by_rbac_is_named_in_the_event(lapis):
+    tenant = "2c6d6e8a-6c61-7069-7300-000000000000"
+    async with lapis.client.post("/lapis/admin/servicePrincipals", json={"displayName": "audited-app"},
+                                 headers={"Authorization": f"Bearer {lapis.services.admin_token}"}) as resp:
+        sp = await resp.json()
+
+    async def token(scope: str) -> str:
+        async with lapis.client.post(f"/{tenant}/oauth2/v2.0/token", data={
+                "grant_type": "client_credentials", "client_id": sp["appId"], "client_secret": sp["password"],
+                "scope": scope}) as resp:
+            return (await resp.json())["access_token"]
+
+    status, body = await lapis.arm("GET", DEMO_ACCOUNT, token=await token("https://management.azure.com/.default"))
+    assert status == 403 and body["error"]["code"] == "AuthorizationFailed"
+    async with lapis.client.post("/accounts/lapis-demo/openai/deployments/gpt-4o-mini/chat/completions",
+                                 params={"api-version": "2024-10-21"}, json={"messages": []}, headers={
+                                     "Authorization": f"Bearer {await token('https://cognitiveservices.azure.com/.default')}"}) as resp:
+        assert resp.status == 401
+    found = await events(lapis)
+    [arm] = [e for e in found if e["subStatus"]["value"] == "Forbidden"]
+    assert arm["caller"] == sp["appId"] and arm["httpRequest"]["method"] == "GET"
+    assert arm["authorization"] == {"action": "Microsoft.CognitiveServices/accounts/read", "scope": DEMO_ACCOUNT}
+    assert arm["claims"]["http://schemas.microsoft.com/identity/claims/objectidentifier"]
+    assert '"AuthorizationFailed"' in arm["properties"]["statusMessage"]
+    [data_plane] = [e for e in found if e["category"]["value"] == "Security"]
+    oid = arm["claims"]["http://schemas.microsoft.com/identity/claims/objectidentifier"]
+    assert data_plane["caller"] == oid and data_plane["properties"]["errorCode"] == "PermissionDenied"

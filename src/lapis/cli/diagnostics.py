@@ -86,7 +86,10 @@ def flatten(resource: dict[str, Any]) -> dict[str, Any]:
 def _json_arg(value: str | None, flag: str) -> Any:
     if value is None:
         return None
-    text = Path(value[1:]).read_text() if value.startswith("@") else value
+    try:
+        text = Path(value[1:]).read_text() if value.startswith("@") else value
+    except OSError as exc:
+        raise CliError(f"{flag}: cannot read {value[1:]} ({exc.strerror}).") from None
     try:
         parsed = json.loads(text)
     except ValueError as exc:

@@ -13,7 +13,7 @@ from pathlib import Path
 import requests
 
 from support.cli import Cli
-from support.server import DEFAULT_SUBSCRIPTION, LapisProcess, start_server
+from support.server import DEFAULT_SUBSCRIPTION, LapisProcess
 
 SUB = f"/subscriptions/{DEFAULT_SUBSCRIPTION}"
 V = "2024-10-21"
@@ -85,6 +85,10 @@ def test_rotation_rewraps_while_requests_keep_succeeding(fresh_server):
         "attributes"]["enabled"] is False
     assert chat(server, "cmkrot", keys["key1"]).status_code == 200
     assert server.arm("POST", f"{path}/listKeys").json() == keys  # sealed before the rotations, still readable
+    server.stop()
+    server.start()
+    assert server.arm("POST", f"{path}/listKeys").json() == keys
+    assert chat(server, "cmkrot", keys["key2"]).status_code == 200
 
 
 def test_disabling_the_key_refuses_service_and_enabling_restores_it(fresh_server, tmp_path: Path):
@@ -127,6 +131,28 @@ def test_a_pinned_version_stays_until_the_account_names_another(fresh_server):
     assert chat(server, "cmkpin", keys["key1"]).status_code == 200  # still wrapped by the first
     vault(server, "PATCH", f"kv1/keys/pinned/{first}", {"attributes": {"enabled": False}})
     assert chat(server, "cmkpin", keys["key1"]).content == REFUSED
+
+
+def test_an_account_created_with_a_customer_managed_key(fresh_server):
+    server = fresh_server
+    account(server, "cmkfirst")  # registers the provider and makes the group
+    vault(server, "POST", "kv1/keys/atbirth/create", {"kty": "RSA"})
+    path = server.account_path("rg", "cmkborn")
+    encryption = {"keySource": "Microsoft.KeyVault", "keyVaultProperties": {
+        "keyName": "atbirth", "keyVaultUri": f"{server.url}/vaults/kv1/", "identityClientId": "client-1"}}
+    made = server.arm("PUT", path, {"kind": "OpenAI", "sku": {"name": "S0"}, "location": "eastus", "properties": {
+        "customSubDomainName": "cmkborn", "encryption": encryption}})
+    assert made.status_code == 201
+    assert made.json()["properties"]["encryption"]["keyVaultProperties"] == {
+        **encryption["keyVaultProperties"], "keyVersion": None}
+    server.arm("PUT", f"{path}/deployments/chat", {"sku": {"name": "Standard", "capacity": 5}, "properties": {
+        "model": {"format": "OpenAI", "name": "gpt-4o-mini"}}})
+    keys = server.arm("POST", f"{path}/listKeys").json()
+    assert chat(server, "cmkborn", keys["key1"]).status_code == 200
+    vault(server, "PATCH", "kv1/keys/atbirth", {"attributes": {"enabled": False}})
+    assert chat(server, "cmkborn", keys["key1"]).content == REFUSED
+    assert chat(server, "cmkfirst", server.arm("POST", server.account_path("rg", "cmkfirst") + "/listKeys").json()[
+        "key1"]).status_code == 200  # other accounts are not touched
 
 
 def test_switching_back_to_service_managed_keys(fresh_server):

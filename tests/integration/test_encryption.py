@@ -236,3 +236,36 @@ async def test_deleting_an_account_deletes_its_data_key(database_url, tmp_path):
         assert await store.db.fetchrow("SELECT id FROM data_keys WHERE id = ?", "acct-" + "b" * 32) is None
     finally:
         await store.close()
+
+
+async def test_a_disabled_customer_key_locks_the_account_in_the_store(database_url, tmp_path):
+    from lapis.crypto.keyring import VaultRef
+    from lapis.store.records import Account
+    from lapis.store.sql import Locked
+
+    store = await SqlStore.open(database_url, tmp_path / "kek")
+    try:
+        sub = "11111111-0000-0000-0000-000000000003"
+        await store.add_subscription(Subscription(sub, "s", TENANT, created_at="2026"))
+        await store.put_group(ResourceGroup(sub, "rg", "eastus", {}, "2026"))
+        account = Account(id="c" * 32, subscription_id=sub, group="rg", name="cmk", kind="OpenAI", sku_name="S0",
+                          location="eastus", key1="1" * 32, key2="2" * 32, etag='"e"', created_at="2026",
+                          updated_at="2026")
+        await store.save_account(account)
+        made = await store.keyring.vault.create_key("kv1", "k1")
+        assert await store.keyring.rewrap("acct-" + "c" * 32, VaultRef("kv1", "k1"))
+        assert not await store.keyring.rewrap("acct-" + "c" * 32, VaultRef("kv1", "k1"))  # already so
+        assert (await store.account_by_id(account.id)).key1 == "1" * 32
+        await store.keyring.vault.update("kv1", "k1", None, enabled=False)
+        locked = await store.account_by_id(account.id)
+        assert locked.locked == f"kv1/k1/{made.version}" and (locked.key1, locked.key2) == ("", "")
+        with pytest.raises(Locked):
+            await store.save_account(locked)
+        await store.keyring.vault.update("kv1", "k1", made.version, enabled=True)
+        back = await store.account_by_id(account.id)
+        assert (back.locked, back.key1, back.key2) == ("", "1" * 32, "2" * 32)
+        assert await store.keyring.rewrap("acct-" + "c" * 32, None)  # back to the service KEK
+        await store.keyring.vault.update("kv1", "k1", None, enabled=False)
+        assert (await store.account_by_id(account.id)).key2 == "2" * 32
+    finally:
+        await store.close()

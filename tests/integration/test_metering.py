@@ -332,15 +332,18 @@ def test_cli_chart_and_consumption(workload, tmp_path):
 
 
 def test_metering_can_be_switched_off(tmp_path):
-    server = start_server(tmp_path / "off", demo=True, LAPIS_METRICS="off")
+    # A store of its own, whatever LAPIS_TEST_DATABASE_URL says: nothing else's usage can show up in it.
+    server = start_server(tmp_path / "off", demo=True, LAPIS_METRICS="off",
+                          LAPIS_DATABASE_URL=f"sqlite:///{tmp_path / 'off.sqlite3'}")
     try:
         assert requests.get(f"{server.url}/metrics", timeout=10).status_code == 404
         env = server.demo_env()
+        started = time.time()
         answer = requests.post(f"{env['AZURE_OPENAI_ENDPOINT']}/openai/deployments/gpt-4o-mini/chat/completions",
                                params={"api-version": "2024-10-21"}, headers={"api-key": env["AZURE_OPENAI_KEY"]},
                                json={"messages": [{"role": "user", "content": "hi"}]}, timeout=10)
         assert answer.status_code == 200
-        body = {"type": "Usage", "timeframe": "MonthToDate",
+        body = {"type": "Usage", "timeframe": "Custom", "timePeriod": {"from": iso(started - 1), "to": iso(time.time() + 5)},
                 "dataset": {"aggregation": {"t": {"name": "TotalTokens", "function": "Sum"}}}}
         rows = server.arm("POST", f"/subscriptions/{DEFAULT_SUBSCRIPTION}/providers/Microsoft.CostManagement/query",
                           body, api_version=COST_API).json()["properties"]["rows"]

@@ -181,7 +181,10 @@ def test_prometheus_counters_equal_the_clients_usage(workload):
     assert total("AzureOpenAIRequests", status_code="400", deployment="gpt-4o-mini") == 1
     for deployment in ("gpt-4o-mini", "gpt-4o", "text-embedding-3-small"):
         calls = workload.ok(deployment)
-        assert total("ProcessedPromptTokens", deployment=deployment, account="lapis-demo") == sum(c.prompt for c in calls)
+        assert total("ProcessedPromptTokens", deployment=deployment, account="lapis-demo") == \
+            sum(c.prompt for c in calls)
+    assert {s.labels["resource_id"].lower() for s in families["AzureOpenAIRequests"].samples} == \
+        {workload.account.lower()}
     assert total("AzureOpenAIRequests", stream_type="Streaming") == len([c for c in ok if c.streaming])
     assert total("AzureOpenAIRequests", api_name="Embeddings_Create") == 3
     assert {s.labels["model_version"] for s in families["AzureOpenAIRequests"].samples
@@ -343,7 +346,8 @@ def test_metering_can_be_switched_off(tmp_path):
                                params={"api-version": "2024-10-21"}, headers={"api-key": env["AZURE_OPENAI_KEY"]},
                                json={"messages": [{"role": "user", "content": "hi"}]}, timeout=10)
         assert answer.status_code == 200
-        body = {"type": "Usage", "timeframe": "Custom", "timePeriod": {"from": iso(started - 1), "to": iso(time.time() + 5)},
+        body = {"type": "Usage", "timeframe": "Custom",
+                "timePeriod": {"from": iso(started - 1), "to": iso(time.time() + 5)},
                 "dataset": {"aggregation": {"t": {"name": "TotalTokens", "function": "Sum"}}}}
         rows = server.arm("POST", f"/subscriptions/{DEFAULT_SUBSCRIPTION}/providers/Microsoft.CostManagement/query",
                           body, api_version=COST_API).json()["properties"]["rows"]

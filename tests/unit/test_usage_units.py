@@ -114,7 +114,8 @@ async def run(dataset: dict) -> dict:
 
 async def test_columns_and_rows():
     agg = {"cost": {"name": "PreTaxCost", "function": "Sum"}, "in": {"name": "InputTokens", "function": "sum"},
-           "cached": {"name": "CachedInputTokens", "function": "Sum"}, "q": {"name": "UsageQuantity", "function": "Sum"}}
+           "cached": {"name": "CachedInputTokens", "function": "Sum"},
+           "q": {"name": "UsageQuantity", "function": "Sum"}}
     by_model = await run({"granularity": "None", "aggregation": agg, "grouping": [{"type": "Dimension",
                                                                                     "name": "modelname"}]})
     assert [c["name"] for c in by_model["columns"]] == ["PreTaxCost", "InputTokens", "CachedInputTokens",

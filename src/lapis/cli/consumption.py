@@ -57,10 +57,10 @@ def _day(value: str | None, flag: str, default: date) -> date:
 
 
 def query_body(start: date, end: date, groups: list[dict[str, str]]) -> dict[str, Any]:
+    aggregation = {alias: {"name": name, "function": "Sum"} for alias, name in AGGREGATION.items()}
     return {"type": "Usage", "timeframe": "Custom",
             "timePeriod": {"from": f"{start.isoformat()}T00:00:00Z", "to": f"{end.isoformat()}T23:59:59Z"},
-            "dataset": {"granularity": "None", "grouping": groups,
-                        "aggregation": {alias: {"name": name, "function": "Sum"} for alias, name in AGGREGATION.items()}}}
+            "dataset": {"granularity": "None", "grouping": groups, "aggregation": aggregation}}
 
 
 def to_items(properties: dict[str, Any]) -> list[dict[str, Any]]:

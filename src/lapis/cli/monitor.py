@@ -25,7 +25,7 @@ from urllib.parse import urlencode
 import typer
 
 from lapis.cli.client import CliError
-from lapis.cli.common import Query, client, new_typer, show
+from lapis.cli.common import Output, Query, client, new_typer, show
 from lapis.cli.output import OutputFormat
 
 MONITOR_API = "2023-10-01"
@@ -157,14 +157,16 @@ def chart(result: dict[str, Any]) -> str:
 def metrics_list(
         resource: Resource,
         metrics: Annotated[Optional[list[str]], typer.Option(
-            "--metrics", "--metric", help="Metric names, space or comma separated (default: AzureOpenAIRequests).")] = None,
+            "--metrics", "--metric",
+            help="Metric names, space or comma separated (default: AzureOpenAIRequests).")] = None,
         interval: Annotated[str, typer.Option("--interval", help="PT1M (1m), PT5M, PT15M, PT30M, PT1H, PT6H, PT12H, "
                                                                  "P1D or FULL.")] = "PT1M",
         aggregation: Annotated[Optional[list[str]], typer.Option(
             "--aggregation", help="Total, Average, Maximum, Minimum, Count (default: each metric's own).")] = None,
         filter_: Annotated[Optional[str], typer.Option(
             "--filter", help="Split and filter by dimensions: \"ModelDeploymentName eq '*'\".")] = None,
-        start_time: Annotated[Optional[str], typer.Option("--start-time", help="Start of the range (ISO 8601).")] = None,
+        start_time: Annotated[Optional[str], typer.Option("--start-time",
+                                                          help="Start of the range (ISO 8601).")] = None,
         end_time: Annotated[Optional[str], typer.Option("--end-time", help="End of the range (ISO 8601).")] = None,
         offset: Annotated[str, typer.Option("--offset", help="Length of the range, ##d##h##m (default 1h).")] = "1h",
         top: Annotated[Optional[int], typer.Option("--top", help="Series to return when splitting (10).")] = None,
@@ -197,8 +199,7 @@ def metrics_list(
 
 
 @metrics_app.command("list-definitions")
-def metrics_definitions(resource: Resource, output: Annotated[OutputFormat, typer.Option(
-        "--output", "-o", case_sensitive=False, help="Output format.")] = OutputFormat.json, query: Query = None) -> None:
+def metrics_definitions(resource: Resource, output: Output = OutputFormat.json, query: Query = None) -> None:
     """List the metrics a resource has, their units and aggregations."""
     columns = [("Name", lambda d: d["name"]["value"]), ("Unit", lambda d: d.get("unit")),
                ("PrimaryAggregation", lambda d: d.get("primaryAggregationType"))]

@@ -12,7 +12,8 @@ series cost 10.8 us a request (3.0 us with the children cached), this
 Names are Azure's (§10.1), as Prometheus counters (`AzureOpenAIRequests_total`)
 and histograms in milliseconds (`AzureOpenAITimeToResponse_bucket{le=...}`);
 labels are the dimensions: account, deployment, model_name, model_version,
-region, status_code, stream_type, api_name. Requests no account was found for
+region, status_code, stream_type, api_name, and resource_id (the account's ARM
+id, looked up when scraped: account names repeat across resource groups). Requests no account was found for
 (a wrong key, an unknown endpoint) belong to no resource and are not counted.
 """
 
@@ -27,7 +28,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Histo
 # Milliseconds: from a cached answer to a long generation.
 BUCKETS_MS = (5.0, 10.0, 25.0, 50.0, 100.0, 250.0, 500.0, 1000.0, 2500.0, 5000.0, 10000.0, 30000.0, 60000.0,
               120000.0)
-LABELS = ["account", "deployment", "model_name", "model_version", "region", "status_code", "stream_type",
+LABELS = ["resource_id", "account", "deployment", "model_name", "model_version", "region", "status_code", "stream_type",
           "api_name"]
 _NB = len(BUCKETS_MS) + 1  # the last bucket is +Inf
 _TTFB = 6
@@ -41,11 +42,13 @@ Key = tuple
 class LiveMetrics:
     """Cumulative counts per label set since the process started."""
 
-    def __init__(self, limit_of: Callable[[str, str], int] | None = None, clock: Callable[[], float] = time.time):
+    def __init__(self, limit_of: Callable[[str, str], int] | None = None,
+                 resource_of: Callable[[str], str] | None = None, clock: Callable[[], float] = time.time):
         self.series: dict[Key, list[float]] = {}
         # Provisioned deployments: (account_id, deployment) -> [minute, tokens in it, tokens the minute before]
         self.ptu: dict[tuple[str, str], list[int]] = {}
         self._limit_of = limit_of  # (account_id, deployment) -> tokens per minute, for utilization
+        self._resource_of = resource_of or (lambda account_id: account_id)  # account_id -> ARM id
         self._clock = clock
 
     def observe(self, key: Key, prompt: int, generated: int, cached: int, ttfb: float, ttlt: float) -> None:
@@ -88,7 +91,7 @@ class LiveMetrics:
                                      labels=LABELS)
         ttlt = HistogramMetricFamily("AzureOpenAITTLTInMS", "Time to Last Byte, milliseconds", labels=LABELS)
         for key, s in list(self.series.items()):
-            labels = _labels(key)
+            labels = [self._resource_of(key[0]), *_labels(key)]
             requests, prompt, generated, cached = s[0], s[1], s[2], s[3]
             families["requests"].add_metric(labels, requests)
             families["prompt"].add_metric(labels, prompt)
@@ -108,12 +111,12 @@ class LiveMetrics:
         tokens per minute, in percent (Azure's is per minute too)."""
         gauge = GaugeMetricFamily("AzureOpenAIProvisionedManagedUtilizationV2",
                                   "Provisioned-managed Utilization V2, percent of the last whole minute",
-                                  labels=["account_id", "deployment"])
+                                  labels=["resource_id", "deployment"])
         minute = int(self._clock() // 60)
         for (account_id, deployment), (seen, now_tokens, before) in list(self.ptu.items()):
             last = now_tokens if seen == minute - 1 else before if seen == minute else 0
             limit = self._limit_of(account_id, deployment) if self._limit_of else 0
-            gauge.add_metric([account_id, deployment], 100.0 * last / limit if limit else 0.0)
+            gauge.add_metric([self._resource_of(account_id), deployment], 100.0 * last / limit if limit else 0.0)
         return gauge
 
 

@@ -49,7 +49,7 @@ class Metering:
         self.services = services
         self.settings = settings
         self.store = MeteringStore(services.store.db)
-        self.live = LiveMetrics(limit_of=self._tokens_per_minute)
+        self.live = LiveMetrics(limit_of=self._tokens_per_minute, resource_of=self._resource_id)
         self.rollups = Rollups(self.store)
         self.usage = UsageMeter(self.store, PriceBook(services.catalogue))
         self.hub = MetricsHub()
@@ -103,6 +103,10 @@ class Metering:
             except Exception:  # noqa: BLE001 - try again next time
                 log.exception("removing old metrics and usage failed")
             await asyncio.sleep(RETENTION_EVERY_S)
+
+    def _resource_id(self, account_id: str) -> str:
+        entry = self.services.directory.by_id.get(account_id)
+        return entry.arm_id if entry is not None else account_id  # a deleted account: its internal id
 
     def _tokens_per_minute(self, account_id: str, deployment: str) -> int:
         entry = self.services.directory.by_id.get(account_id)

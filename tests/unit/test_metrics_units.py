@@ -209,3 +209,71 @@ def test_chart_and_cli_time_helpers():
         ["PT1M", "PT5M", "PT1H", "P1D", "PT15M", "FULL"]
     assert monitor.timespan("2026-07-14T10:00:00Z", None, "2h") == "2026-07-14T10:00:00Z/2026-07-14T12:00:00Z"
     assert monitor.timespan(None, "2026-07-14T10:00:00+02:00", "30m") == "2026-07-14T07:30:00Z/2026-07-14T08:00:00Z"
+
+
+class PruneRecorder:
+    def __init__(self) -> None:
+        self.calls: list[tuple[int, int]] = []
+
+    async def prune(self, rollups_before_minute: int, usage_before_ms: int) -> tuple[int, int]:
+        self.calls.append((rollups_before_minute, usage_before_ms))
+        return 0, 0
+
+
+async def test_retention_task_prunes_at_start_with_the_configured_days():
+    import asyncio
+    import time as clock
+
+    from lapis.metrics.metering import Metering
+    from lapis.settings import load
+
+    metering = Metering.__new__(Metering)
+    metering.settings = load({"LAPIS_HOME": "/nonexistent", "LAPIS_METRICS_RETENTION_DAYS": "2",
+                              "LAPIS_USAGE_RETENTION_DAYS": "30"})
+    metering.store = PruneRecorder()  # type: ignore[assignment]
+    before = clock.time()
+    task = asyncio.get_running_loop().create_task(metering._retention())
+    for _ in range(100):
+        if metering.store.calls:
+            break
+        await asyncio.sleep(0.01)
+    task.cancel()
+    (minute, usage_ms), = metering.store.calls
+    assert int(before // 60) - 2 * 1440 <= minute <= int(clock.time() // 60) - 2 * 1440
+    assert (before - 30 * 86400) * 1000 - 1 <= usage_ms <= (clock.time() - 30 * 86400) * 1000
+
+
+async def test_provisioned_utilization_per_minute_averaged_per_interval():
+    from types import SimpleNamespace
+
+    from lapis.metrics.query import query_metrics
+
+    minute0 = int(datetime(2026, 7, 14, 10, 0, tzinfo=timezone.utc).timestamp() // 60)
+
+    class Store:
+        async def rollup_buckets(self, *args):
+            return []
+
+        async def deployment_minutes(self, account_id, start, end):
+            assert (start, end) == (minute0, minute0 + 10)
+            return [{"minute": minute0, "deployment": "ptu", "prompt_tokens": 300, "generated_tokens": 200},
+                    {"minute": minute0 + 1, "deployment": "PTU", "prompt_tokens": 1000, "generated_tokens": 0},
+                    {"minute": minute0 + 7, "deployment": "ptu", "prompt_tokens": 100, "generated_tokens": 0},
+                    {"minute": minute0, "deployment": "standard", "prompt_tokens": 999, "generated_tokens": 0}]
+
+    def dep(name: str, sku: str) -> SimpleNamespace:
+        return SimpleNamespace(name=name, sku=sku, limits=SimpleNamespace(tokens=1000))
+
+    directory = SimpleNamespace(by_id={"id1": SimpleNamespace(deployments={
+        "ptu": dep("ptu", "ProvisionedManaged"), "standard": dep("standard", "Standard")})})
+    account = SimpleNamespace(id="id1", subscription_id="s", group="g", name="a", location="eastus")
+    query = params.parse({"metricnames": "AzureOpenAIProvisionedManagedUtilizationV2", "interval": "PT5M",
+                          "timespan": "2026-07-14T10:00:00Z/2026-07-14T10:10:00Z", "aggregation": "Average,Maximum",
+                          "$filter": "ModelDeploymentName eq '*'"})
+    answer = await query_metrics(Store(), directory, account, query)  # type: ignore[arg-type]
+    (series,) = answer["value"][0]["timeseries"]
+    assert series["metadatavalues"][0]["value"] == "ptu"
+    first, second = series["data"]
+    assert (first["average"], first["maximum"]) == (pytest.approx((50 + 100) / 5), 100.0)
+    assert (second["average"], second["maximum"]) == (pytest.approx(10 / 5), 10.0)
+    assert answer["value"][0]["unit"] == "Percent"

@@ -185,3 +185,18 @@ async def test_balancers_on_two_replicas_share_what_they_learn(rs: Replicas) -> 
     rs.clock.now += 30
     _, served = await two.chat(members, call, rs.clock.now + 60)
     assert served.name == "a" and two.stats.breaker == {"opened": 0, "half_opened": 1, "closed": 1}
+
+
+async def test_reset_forgets_shared_breakers_everywhere() -> None:
+    """`lapis fault reset` resets breakers: on every replica, through Redis."""
+    prefix = f"lapis:test:cb:{uuid.uuid4().hex}:"
+    one = RedisBreakerBoard(REDIS_URL, BreakerPolicy(failures=1, open_s=60), prefix=prefix, cache_s=0)
+    two = RedisBreakerBoard(REDIS_URL, BreakerPolicy(failures=1, open_s=60), prefix=prefix, cache_s=0)
+    try:
+        await one.record("m", ok=False)
+        assert await two.check("m", 1.0) == "open"
+        await one.reset()
+        assert await two.check("m", 1.0) == "closed"
+    finally:
+        await one.close()
+        await two.close()

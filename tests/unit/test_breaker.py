@@ -157,3 +157,11 @@ def test_open_breakers_by_url() -> None:
         open_breakers("mongodb://x")
     with pytest.raises(ValueError):
         BreakerPolicy(failures=0)
+
+
+async def test_reset_closes_every_breaker() -> None:
+    board = MemoryBreakerBoard(BreakerPolicy(failures=1, open_s=60))
+    await board.record("a", ok=False)
+    assert board.state("a") == "open"
+    await board.reset()
+    assert board.state("a") == "closed" and await board.check("a", 1.0) == "closed"

@@ -159,6 +159,11 @@ class MemoryBreakerBoard:
         if b is not None and b.state == HALF_OPEN:
             b.probe_until = 0.0
 
+    async def reset(self) -> None:
+        """Forget every breaker (the fault set changed: what injected faults
+        opened must not outlive them)."""
+        self._breakers.clear()
+
     def state(self, key: str) -> str:
         b = self._breakers.get(key)
         if b is None or b.state == CLOSED:

@@ -187,6 +187,23 @@ class RedisBreakerBoard:
         del self._cache[key]
         await self._run(key, "release", 0)
 
+    async def reset(self) -> None:
+        """Forget every breaker, here and in Redis (SCAN the prefix, then DEL)."""
+        self._cache.clear()
+        self._failed.clear()
+        await self._local.reset()
+        try:
+            cursor = "0"
+            while True:
+                cursor, keys = await self._redis.call("SCAN", cursor, "MATCH", self.prefix + "*", "COUNT", 500)
+                cursor = cursor.decode() if isinstance(cursor, bytes) else str(cursor)
+                if keys:
+                    await self._redis.call("DEL", *keys)
+                if cursor == "0":
+                    return
+        except Exception as exc:  # noqa: BLE001 - breakers then heal by themselves
+            log.warning("could not reset shared breakers (%s: %s)", type(exc).__name__, exc)
+
     def state(self, key: str) -> str:
         if self._now() < self._down_until:
             return self._local.state(key)

@@ -65,6 +65,10 @@ class Serving:
         faults = await store.faults()
         await self._replace_engines(specs)
         self.pools = {p.deployment_id.lower(): p for p in pools}
+        if set(faults) != set(self.faults.specs):
+            # Breakers the injected faults opened must not outlive them: after
+            # `lapis fault reset` every member is tried again at once.
+            await self.balancer.breakers.reset()
         self.faults.replace(faults)
         self.has_faults = bool(faults)
         self._routes.clear()

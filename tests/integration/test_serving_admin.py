@@ -11,7 +11,7 @@ import json
 import pytest
 import requests
 
-from lapis.store.database import open_database
+from lapis.store.sql import SqlStore
 from lapis.store.serving import ServingStore
 from support.server import DEFAULT_SUBSCRIPTION, LapisProcess, start_server
 
@@ -222,15 +222,19 @@ def test_everything_survives_a_restart(server, tmp_path):
     finally:
         again.stop()
 
-    async def stored_secrets() -> dict[str, tuple[str, dict]]:
-        db = await open_database(server.database_url)
+    async def stored_secrets() -> tuple[dict[str, tuple[str, dict]], list[str]]:
+        store = await SqlStore.open(server.database_url, server.home / "keys" / "kek")
         try:
-            return {b.id: (b.secret, b.auth) for b in await ServingStore(db).backends()}
+            raw = [r["secret"] for r in await store.db.fetch("SELECT secret FROM serving_backends")]
+            return {b.id: (b.secret, b.auth) for b in await ServingStore(store.db, store.keyring).backends()}, raw
         finally:
-            await db.close()
+            await store.close()
 
-    assert asyncio.run(stored_secrets()) == {
+    secrets, raw = asyncio.run(stored_secrets())
+    assert secrets == {
         "vllm-1": (SECRET, {}), "az-west": (CLIENT_SECRET, {"tenant": "t-1", "client_id": "c-1", "authority": ""})}
+    assert all(value.startswith("lapis:v1:") for value in raw)  # sealed at rest
+    assert not any(SECRET in value or CLIENT_SECRET in value for value in raw)
 
 
 BAD_BACKENDS = [

@@ -36,7 +36,11 @@ __all__ = ["SessionFactory", "default_session", "Deadlines", "status_error", "re
            "translate", "TRANSPORT_ERRORS"]
 
 SessionFactory = Callable[[], aiohttp.ClientSession]
-POOL_SIZE = 256  # connections per backend; the engine's own concurrency is usually lower
+# Connections per backend. Each relayed stream holds one for its whole life,
+# so this caps concurrent streams per engine (the issue's target is 1,000
+# relayed streams); an engine that wants fewer answers 429/503 and the
+# balancer moves on.
+POOL_SIZE = 4096
 KEEPALIVE_S = 30.0  # idle connections kept this long (aiohttp's default is 15)
 DNS_TTL_S = 300
 CONNECT_S = 10.0  # a TCP (and TLS) connect longer than this is an unreachable engine

@@ -141,7 +141,7 @@ async def delete_account(c: Ctx) -> web.Response:
 
 
 async def list_keys(c: Ctx) -> web.Response:
-    account = await accounts.require(c.services, c.p("sub"), c.p("rg"), c.p("account"))
+    account = await accounts.require_keys(c.services, c.p("sub"), c.p("rg"), c.p("account"))
     return arm_json({"key1": account.key1, "key2": account.key2})
 
 

@@ -47,7 +47,7 @@ _EFFECTS = "rate429, rate503, latencyMs, hang, cutAfter or down"
 
 
 def store(services: Services) -> ServingStore:
-    return ServingStore(services.store.db)
+    return ServingStore(services.store.db, services.store.keyring)
 
 
 def not_found(path: str) -> errors.ApiError:

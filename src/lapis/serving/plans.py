@@ -59,7 +59,7 @@ class Serving:
     async def reload(self) -> None:
         from lapis.store.serving import ServingStore
 
-        store = ServingStore(self.services.store.db)
+        store = ServingStore(self.services.store.db, self.services.store.keyring)
         specs = {s.id: s for s in await store.backends()}
         pools = await store.pools()
         faults = await store.faults()

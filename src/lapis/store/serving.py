@@ -12,8 +12,10 @@ it: encryption at rest wraps those two functions and nothing else.
 from __future__ import annotations
 
 import json
+from typing import Any
 from datetime import datetime, timezone
 
+from lapis.crypto import envelope
 from lapis.serving.specs import BackendSpec, FaultSpec, MemberSpec, PoolSpec
 from lapis.store.database import Connection, Database, Row
 
@@ -22,26 +24,36 @@ class DeploymentServed(Exception):
     """Another pool already serves this deployment; `args[0]` is that pool's name."""
 
 
-def _seal(secret: str) -> str:
-    """What the `secret` column holds for `secret` (plain text for now)."""
-    return secret
+def _context(backend_id: str) -> str:
+    return f"serving_backends.secret:{backend_id.lower()}"
 
 
-def _unseal(stored: str) -> str:
-    """The secret a `secret` column value holds (the inverse of _seal)."""
-    return stored
+def _seal(keyring: Any, backend_id: str, secret: str) -> str:
+    """What the `secret` column holds: sealed under the service data key
+    (lapis.crypto), bound to its row; "" stays "" (no secret)."""
+    if not secret or keyring is None:
+        return secret
+    return keyring.seal_service(secret, _context(backend_id))
+
+
+def _unseal(keyring: Any, backend_id: str, stored: str) -> str:
+    """The secret a `secret` column value holds (the inverse of _seal). A
+    value written before encryption (plain text) reads as itself."""
+    if not stored or keyring is None or not envelope.is_sealed(stored):
+        return stored
+    return keyring.open_service(stored, _context(backend_id)).decode()
 
 
 def _now() -> str:
     return datetime.now(timezone.utc).isoformat().replace("+00:00", "Z")
 
 
-def _backend(row: Row) -> BackendSpec:
+def _backend(row: Row, keyring: Any) -> BackendSpec:
     return BackendSpec(
         id=row["id"], region=row["region"], model=row["model"], kind=row["kind"], url=row["url"],
         upstream_model=row["upstream_model"], deployment=row["deployment"], api_version=row["api_version"],
-        auth=json.loads(row["auth"]), secret=_unseal(row["secret"]), timeout_s=float(row["timeout_s"]),
-        weight=int(row["weight"]),
+        auth=json.loads(row["auth"]), secret=_unseal(keyring, row["id"], row["secret"]),
+        timeout_s=float(row["timeout_s"]), weight=int(row["weight"]),
     )
 
 
@@ -84,8 +96,9 @@ _UPSERT_FAULT = (
 class ServingStore:
     """The serving tables of one database (SQLite or PostgreSQL)."""
 
-    def __init__(self, db: Database):
+    def __init__(self, db: Database, keyring: Any = None):
         self.db = db
+        self.keyring = keyring  # lapis.crypto.keyring.Keyring: seals backend secrets at rest
 
     # -- backends -------------------------------------------------------------
 
@@ -97,17 +110,17 @@ class ServingStore:
             await conn.execute(
                 _UPSERT_BACKEND, spec.id.lower(), spec.id, spec.region, spec.model, spec.kind, spec.url,
                 spec.upstream_model, spec.deployment, spec.api_version, json.dumps(spec.auth, sort_keys=True),
-                _seal(spec.secret), float(spec.timeout_s), int(spec.weight), now, now,
+                _seal(self.keyring, spec.id, spec.secret), float(spec.timeout_s), int(spec.weight), now, now,
             )
             return existing is None
 
     async def backend(self, backend_id: str) -> BackendSpec | None:
         row = await self.db.fetchrow("SELECT * FROM serving_backends WHERE id_key = ?", backend_id.lower())
-        return _backend(row) if row else None
+        return _backend(row, self.keyring) if row else None
 
     async def backends(self) -> list[BackendSpec]:
         rows = await self.db.fetch("SELECT * FROM serving_backends ORDER BY region, model, id_key")
-        return [_backend(r) for r in rows]
+        return [_backend(r, self.keyring) for r in rows]
 
     async def delete_backend(self, backend_id: str) -> bool:
         async with self.db.transaction() as conn:

@@ -366,3 +366,15 @@ async def test_close_after_last_delta_is_not_a_cancel() -> None:
         await stream.__anext__()
     await stream.aclose()  # type: ignore[attr-defined]
     assert (backend.stats.streams_cancelled, backend.stats.active_streams) == (0, 0)
+
+
+def test_identical_calls_reuse_one_plan_and_any_difference_makes_a_new_one() -> None:
+    from lapis.backends import simulator
+
+    call = make_call()
+    assert simulator._plan(call, 0) is simulator._plan(dataclasses.replace(call), 0)
+    assert simulator._plan(dataclasses.replace(call, max_tokens=3), 0) is not simulator._plan(call, 0)
+    assert simulator._plan(call, 1) is not simulator._plan(call, 0)
+    for i in range(simulator.PLAN_CACHE_SIZE + 10):  # bounded
+        simulator._plan(dataclasses.replace(call, seed=i, temperature=1.0), 0)
+    assert len(simulator._plans) <= simulator.PLAN_CACHE_SIZE

@@ -56,9 +56,10 @@ class _Plan:
     generated: int  # completion tokens for stats
 
 
-def _rng(call: ChatCall, index: int) -> random.Random:
+def _material(call: ChatCall, index: int) -> bytes:
+    """What a choice's RNG is seeded from (see the module docstring)."""
     temperature = float(call.temperature)
-    material = msgspec.json.encode(
+    return msgspec.json.encode(
         {
             "messages": call.messages,
             "model": call.model,
@@ -68,6 +69,10 @@ def _rng(call: ChatCall, index: int) -> random.Random:
         },
         order="sorted",
     )
+
+
+def _rng(call: ChatCall, index: int, material: bytes | None = None) -> random.Random:
+    material = _material(call, index) if material is None else material
     return random.Random(int.from_bytes(hashlib.sha256(material).digest()[:16], "big"))
 
 
@@ -98,8 +103,28 @@ def _content(call: ChatCall, rng: random.Random, enc: tokens.Encoding) -> str:
     return wordgen.paragraph(rng, call.temperature, target, enc.count)
 
 
+# A plan is a pure function of the call, so identical calls (retries, test
+# suites, load tests) reuse it: a bounded cache, oldest entry out first.
+PLAN_CACHE_SIZE = 1024
+_plans: dict[tuple[Any, ...], _Plan] = {}
+
+
 def _plan(call: ChatCall, index: int) -> _Plan:
-    rng = _rng(call, index)
+    material = _material(call, index)
+    shaped = (msgspec.json.encode([call.tools, call.tool_choice, call.response_format])
+              if call.tools or call.tool_choice or call.response_format else b"")
+    key = (material, shaped, call.max_tokens, call.stop, call.tokenizer)
+    plan = _plans.get(key)
+    if plan is None:
+        plan = _make_plan(call, index, material)
+        if len(_plans) >= PLAN_CACHE_SIZE:
+            del _plans[next(iter(_plans))]
+        _plans[key] = plan
+    return plan
+
+
+def _make_plan(call: ChatCall, index: int, material: bytes) -> _Plan:
+    rng = _rng(call, index, material)
     enc = tokens.encoding(call.tokenizer)
     function = _forced_function(call)
     if function is not None:

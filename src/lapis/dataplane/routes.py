@@ -361,7 +361,8 @@ def add_routes(app: web.Application, plane: DataPlane) -> None:
         "deployments/{deployment}/embeddings": plane.embeddings,
     }
     v1 = {"v1/chat/completions": plane.chat_completions, "v1/embeddings": plane.embeddings}
-    for prefix in ("", "/accounts/{account}", "/regions/{region}"):
+    # The router tries resources in order: the path form Lapis prints comes first.
+    for prefix in ("/accounts/{account}", "", "/regions/{region}"):
         for tail, handler in legacy.items():
             app.router.add_post(f"{prefix}/openai/{tail}", handler)
         for tail, handler in v1.items():

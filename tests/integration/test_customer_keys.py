@@ -67,8 +67,9 @@ def test_rotation_rewraps_while_requests_keep_succeeding(fresh_server):
     stop = threading.Event()
 
     def traffic() -> None:
-        while not stop.is_set():
+        while not stop.is_set():  # 4 a second: under the deployment's 50 requests per 10 s
             statuses.append(chat(server, "cmkrot", keys["key1"]).status_code)
+            stop.wait(0.25)
 
     worker = threading.Thread(target=traffic)
     worker.start()

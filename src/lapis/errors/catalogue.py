@@ -13,6 +13,7 @@ on top of `base`; this module gathers them, so callers keep writing
 
 from lapis.errors.arm import *  # noqa: F401,F403
 from lapis.errors.base import ApiError, arm  # noqa: F401
+from lapis.errors.budgets import *  # noqa: F401,F403
 from lapis.errors.dataplane import *  # noqa: F401,F403
 from lapis.errors.oauth import *  # noqa: F401,F403
 from lapis.errors.rbac import *  # noqa: F401,F403

@@ -39,6 +39,8 @@ from lapis.keyvault import routes as keyvault_routes
 from lapis.management import admin, metadata, serving_routes, tenancy
 from lapis.management.routes import ArmApp, arm_error_response
 from lapis.management import costs, insights
+from lapis.network.private_endpoints import PrivateEndpoints
+from lapis.network.store import EndpointStore
 from lapis.metrics.metering import METERING, Metering, hold_until_metered, metrics_endpoint
 from lapis.services import Services
 from lapis.serving.plans import open_serving
@@ -185,6 +187,7 @@ async def build_services(settings: Settings) -> Services:
     services.authorizer = Authorizer(AssignmentStore(store.db))
     await services.authorizer.follow(store.db)
     services.serving = await open_serving(services)
+    services.private_endpoints = PrivateEndpoints(EndpointStore(store.db))  # listeners open in lapis.server
     return services
 
 

@@ -25,10 +25,11 @@ async def serve(settings: Settings, ready_message: bool = True) -> None:
     runner = web.AppRunner(app, access_log=None, handle_signals=False)
     await runner.setup()
     tls = certificates.ensure(settings.home) if settings.tls else None
-    site = web.TCPSite(runner, settings.host, settings.port, backlog=1024, reuse_address=True,
-                       ssl_context=certificates.server_context(tls) if tls else None)
+    context = certificates.server_context(tls) if tls else None
+    site = web.TCPSite(runner, settings.host, settings.port, backlog=1024, reuse_address=True, ssl_context=context)
     await site.start()
     services = app[SERVICES]
+    await services.private_endpoints.attach(runner, context)  # one more listener per private endpoint
     write_server_file(settings, services.admin_token, tls.ca if tls else None)
     # Everything built at start-up lives as long as the process: keep the
     # cyclic collector from walking it again and again under load, and let

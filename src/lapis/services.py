@@ -44,6 +44,7 @@ class Services:
     serving: Any = None  # lapis.serving.plans.Serving: which engines answer each deployment
     audit: Any = None  # lapis.audit.recorder.AuditRecorder: management writes and denials (Activity Log)
     diagnostics: Any = None  # lapis.diagnostics.dispatcher.Diagnostics: diagnostic settings and their sinks
+    private_endpoints: Any = None  # lapis.network.private_endpoints.PrivateEndpoints: extra listeners, one account each
     _tasks: set = field(default_factory=set)
 
     async def refresh_account(self, account_id: str) -> None:

@@ -17,6 +17,7 @@ management API modelled on `az` (flags spelled as az spells them).
     lapis monitor metrics list|list-definitions         (and the groups lapis.cli.diagnostics adds)
     lapis consumption usage list                         (tokens and cost per deployment, model or tag)
     lapis keyvault key create|rotate|show|list|list-versions|set-attributes|disable|enable
+    lapis network private-endpoint create|show|list|delete  (plus --address/--port: a listener per endpoint)
     lapis backend create|list|show|delete               (Lapis's own: engines per region and model)
     lapis pool create|list|show|delete, pool member add|remove|list
     lapis fault set|list|clear|reset                     (Lapis's own: injected faults)
@@ -43,6 +44,7 @@ from lapis.cli.groups import group_app, provider_app
 from lapis.cli.identity import ad_app, add_account_commands, identity_app
 from lapis.cli.keyvault import keyvault_app
 from lapis.cli.monitor import monitor_app
+from lapis.cli.network import network_app
 from lapis.cli.quota import quota_app
 from lapis.cli.role import role_app
 from lapis.cli.serving import backend_app, fault_app, pool_app
@@ -67,6 +69,7 @@ app.add_typer(monitor_app, name="monitor")
 add_monitor_commands(monitor_app)  # diagnostic-settings, log-analytics, activity-log
 app.add_typer(consumption_app, name="consumption")
 app.add_typer(keyvault_app, name="keyvault")
+app.add_typer(network_app, name="network")
 app.add_typer(backend_app, name="backend")
 app.add_typer(pool_app, name="pool")
 app.add_typer(fault_app, name="fault")

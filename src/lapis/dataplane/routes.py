@@ -99,11 +99,13 @@ class DataPlane:
         entry = self._account(request, key)
         request[REGION] = entry.region
         request[ACCOUNT] = entry
-        if not entry.public_network_access:
+        endpoints = self.services.private_endpoints  # lapis.network.private_endpoints: listeners bound to one account
+        private = endpoints.admits(request, entry.id) if endpoints.bound else False
+        if not entry.public_network_access and not private:
             raise errors.public_access_disabled()
         if entry.encryption_blocked:
             raise keyvault_errors.customer_managed_key_inaccessible()
-        if entry.allowed_networks is not None:
+        if entry.allowed_networks is not None and not private:
             caller = network.client_address(request.remote, request.headers.get("X-Forwarded-For"), self.trusted)
             if not network.permitted(caller, entry.allowed_networks):
                 raise errors.firewall_denied()

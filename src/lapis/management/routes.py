@@ -111,28 +111,34 @@ async def delete_group(c: Ctx) -> web.Response:
 
 # -- accounts ----------------------------------------------------------------
 
+async def _accounts_json(c: Ctx, *found: Any) -> list[dict[str, Any]]:
+    """shapes.account, each with its private endpoint connections (lapis.network)."""
+    links = await c.services.private_endpoints.connections(list(found))
+    return [shapes.account(a, c.base_url, links.get(a.id)) for a in found]
+
+
 async def list_accounts(c: Ctx) -> web.Response:
     await tenancy.require_subscription(c.services, c.p("sub"))
     group = c.params.get("rg")
     if group is not None:
         await tenancy.require_group(c.services, c.p("sub"), group)
     found = await c.services.store.accounts(c.p("sub"), group)
-    return arm_json({"value": [shapes.account(a, c.base_url) for a in found]})
+    return arm_json({"value": await _accounts_json(c, *found)})
 
 
 async def put_account(c: Ctx) -> web.Response:
     account, created = await accounts.put(c.services, c.p("sub"), c.p("rg"), c.p("account"), c.body)
-    return arm_json(shapes.account(account, c.base_url), 201 if created else 200)
+    return arm_json((await _accounts_json(c, account))[0], 201 if created else 200)
 
 
 async def patch_account(c: Ctx) -> web.Response:
     account = await accounts.patch(c.services, c.p("sub"), c.p("rg"), c.p("account"), c.body)
-    return arm_json(shapes.account(account, c.base_url))
+    return arm_json((await _accounts_json(c, account))[0])
 
 
 async def get_account(c: Ctx) -> web.Response:
     account = await accounts.require(c.services, c.p("sub"), c.p("rg"), c.p("account"))
-    return arm_json(shapes.account(account, c.base_url))
+    return arm_json((await _accounts_json(c, account))[0])
 
 
 async def delete_account(c: Ctx) -> web.Response:
@@ -215,9 +221,10 @@ def build_router() -> ArmRouter:
     for method, handler in (("PUT", put_deployment), ("PATCH", patch_deployment), ("GET", get_deployment),
                             ("DELETE", delete_deployment)):
         r.add(method, f"{ACCT}/deployments/{{deployment}}", handler)
-    from lapis.management import activity_log, diagnostic_settings, quota_routes  # they build on this module's Ctx
+    from lapis.management import activity_log, diagnostic_settings, private_endpoints, quota_routes  # build on Ctx
 
     quota_routes.add_routes(r)
+    private_endpoints.add_routes(r)
     diagnostic_settings.add_routes(r)
     activity_log.add_routes(r)
     return r

@@ -43,7 +43,7 @@ def endpoint_for(account: Account, base_url: str) -> str:
     return f"{base_url}/regions/{account.location}/"
 
 
-def account(acct: Account, base_url: str) -> dict[str, Any]:
+def account(acct: Account, base_url: str, connections: list[dict[str, Any]] | None = None) -> dict[str, Any]:
     props = dict(acct.properties)
     endpoint = endpoint_for(acct, base_url)
     identity = acct.doc.get("identity")
@@ -78,7 +78,7 @@ def account(acct: Account, base_url: str) -> dict[str, Any]:
         "internalId": acct.id,
         "isMigrated": False,
         "networkAcls": props.get("networkAcls"),
-        "privateEndpointConnections": [],
+        "privateEndpointConnections": connections or [],  # lapis.network.shapes.connection
         "provisioningState": "Succeeded",
         "publicNetworkAccess": props.get("publicNetworkAccess") or "Enabled",
         "restrictOutboundNetworkAccess": props.get("restrictOutboundNetworkAccess"),

@@ -31,6 +31,7 @@ from lapis.catalog import load_catalogue
 from lapis.dataplane.admission import Gate
 from lapis.dataplane.directory import Directory
 from lapis.dataplane.routes import DataPlane, add_routes
+from lapis.dataplane.streaming import BEFORE_DONE
 from lapis.diagnostics import wiring as diagnostics_wiring
 from lapis.errors import ApiError
 from lapis.errors import catalogue as errors
@@ -41,7 +42,7 @@ from lapis.management.routes import ArmApp, arm_error_response
 from lapis.management import costs, insights
 from lapis.network.private_endpoints import PrivateEndpoints
 from lapis.network.store import EndpointStore
-from lapis.metrics.metering import METERING, Metering, hold_until_metered, metrics_endpoint
+from lapis.metrics.metering import METERING, Metering, metrics_endpoint
 from lapis.services import Services
 from lapis.serving.plans import open_serving
 from lapis.ratelimit import UnlimitedLimiter, open_limiter
@@ -200,7 +201,8 @@ def create_app(settings: Settings, services: Services | None = None) -> web.Appl
         plane.services = built
         arm.services = built
         if settings.metrics:
-            app[METERING] = Metering.start(built, settings)  # /metrics, rollups, usage (lapis.metrics.metering)
+            app[METERING] = await Metering.start(built, settings)  # /metrics, rollups, usage (lapis.metrics.metering)
+            app[BEFORE_DONE] = app[METERING].stream_done  # a stream's usage is journalled before its [DONE]
         await diagnostics_wiring.start(built)  # the Activity Log and diagnostic settings' sinks
         if settings.demo:
             from lapis import demo
@@ -224,8 +226,6 @@ def create_app(settings: Settings, services: Services | None = None) -> web.Appl
     arm = ArmApp(services)  # type: ignore[arg-type]
     app.on_startup.append(start)
     app.on_response_prepare.append(tracing_headers)
-    if settings.metrics:
-        app.on_response_prepare.append(hold_until_metered)  # a non-streamed answer waits for its usage row
     app.on_cleanup.append(stop)
     add_routes(app, plane)  # the hot path first: the router tries resources in order
     app.router.add_get("/healthz", healthz)

@@ -192,6 +192,11 @@ def test_prometheus_counters_equal_the_clients_usage(workload):
     assert total("lapis_ratelimit_decisions", decision="admitted") == len(ok)  # the failed two never got that far
     assert total("lapis_ratelimit_decisions", decision="denied") == 0
     assert families["lapis_usage_dropped"].samples[0].value == 0
+    metered = len([c for c in ok if c.prompt or c.completion])
+    assert total("lapis_usage_journal_writes") == metered  # one line each, streams too (journalled before [DONE])
+    assert total("lapis_usage_records_written") == metered
+    assert total("lapis_usage_journal_failures") == total("lapis_usage_deferred") == 0
+    assert "before [DONE] failed" not in workload.server.log()  # streams were journalled by the hook
 
 
 def test_histograms_are_sane(workload):

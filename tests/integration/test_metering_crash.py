@@ -1,23 +1,28 @@
-"""Usage survives kill -9: a real server under load from several clients is
-killed without warning, restarted on the same store, and then the metered
-usage must hold every completed request exactly once.
+"""Usage survives kill -9: a real server under load from several clients,
+half of them streaming, is killed without warning, restarted on the same
+LAPIS_HOME and store (which replays the journal the dead process left), and
+then the metered usage must hold every completed request exactly once.
 
 What exactness can mean at a crash: every request whose answer a client got
-is stored (a non-streamed answer waits for its row's commit), none twice (the
-request id is the key), and the only others are requests that were in flight
-at the kill, whose rows were committed but whose answers never left: at most
-one per client thread. Their usage happened, so it is kept, and the totals
-are the clients' totals plus exactly those.
+in full (a stream: up to `data: [DONE]`) is stored with the tokens the client
+was told (its journal line was written before that last byte), none twice
+(the request id is the key, so replaying lines already committed adds
+nothing), and the only others are requests that were in flight at the kill,
+whose lines were written but whose answers never arrived: at most one per
+client thread. Their usage happened, so it is kept, and the totals are the
+clients' totals plus exactly those.
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
 import threading
 import time
 from datetime import datetime, timezone
 
 import requests
+from prometheus_client.parser import text_string_to_metric_families
 
 from lapis.store.database import open_database
 from lapis.usage import usage_totals
@@ -27,21 +32,45 @@ THREADS = 8
 COST_API = "2023-03-01"
 
 
-def load(url: str, key: str, completed: dict, lock: threading.Lock, stop: threading.Event, worker: int) -> None:
+def ask(session: requests.Session, url: str, key: str, body: dict, streaming: bool) -> tuple[str, tuple] | None:
+    """(request id, (prompt, completion)) of an answer received in full, else None."""
+    if not streaming:
+        answer = session.post(url, json=body, headers={"api-key": key}, timeout=10)
+        if answer.status_code != 200:
+            return None
+        usage = answer.json()["usage"]
+        return answer.headers["apim-request-id"], (usage["prompt_tokens"], usage["completion_tokens"])
+    body = {**body, "stream": True, "stream_options": {"include_usage": True}}
+    with session.post(url, json=body, headers={"api-key": key}, timeout=10, stream=True) as answer:
+        if answer.status_code != 200:
+            return None
+        usage = None
+        for line in answer.iter_lines():
+            if line == b"data: [DONE]":
+                return answer.headers["apim-request-id"], (usage["prompt_tokens"], usage["completion_tokens"])
+            if line.startswith(b"data: "):
+                usage = json.loads(line[6:]).get("usage") or usage
+    return None  # cut before [DONE]
+
+
+def load(url: str, key: str, completed: dict, streams: set, lock: threading.Lock, stop: threading.Event,
+         worker: int) -> None:
     session = requests.Session()
+    streaming = worker % 2 == 1
     n = 0
     while not stop.is_set():
         body = {"messages": [{"role": "user", "content": f"worker {worker} asks question {n}"}], "max_tokens": 12}
         n += 1
         try:
-            answer = session.post(url, json=body, headers={"api-key": key}, timeout=10)
-        except requests.RequestException:
+            done = ask(session, url, key, body, streaming)
+        except (requests.RequestException, ValueError):
             time.sleep(0.01)
             continue
-        if answer.status_code == 200:
-            usage = answer.json()["usage"]
+        if done is not None:
             with lock:
-                completed[answer.headers["apim-request-id"]] = (usage["prompt_tokens"], usage["completion_tokens"])
+                completed[done[0]] = done[1]
+                if streaming:
+                    streams.add(done[0])
 
 
 async def stored(database_url: str) -> dict[str, tuple[int, int]]:
@@ -60,9 +89,10 @@ def test_usage_is_exact_after_kill_9(tmp_path):
         env = server.demo_env()
         url = f"{env['AZURE_OPENAI_ENDPOINT']}/openai/deployments/gpt-4o-mini/chat/completions?api-version=2024-10-21"
         completed: dict[str, tuple[int, int]] = {}
+        streams: set[str] = set()
         lock, stop = threading.Lock(), threading.Event()
-        threads = [threading.Thread(target=load, args=(url, env["AZURE_OPENAI_KEY"], completed, lock, stop, i))
-                   for i in range(THREADS)]
+        threads = [threading.Thread(target=load, args=(url, env["AZURE_OPENAI_KEY"], completed, streams, lock, stop,
+                                                       i)) for i in range(THREADS)]
         started = time.time()
         for thread in threads:
             thread.start()
@@ -74,14 +104,19 @@ def test_usage_is_exact_after_kill_9(tmp_path):
         for thread in threads:
             thread.join(timeout=30)
         assert len(completed) >= 300, "the load did not get going"
+        assert streams, "no stream completed before the kill"
         before_kill = dict(completed)
 
-        server.start()  # the same LAPIS_HOME, port and store
-        after = requests.post(url, json={"messages": [{"role": "user", "content": "after the crash"}]},
-                              headers={"api-key": env["AZURE_OPENAI_KEY"]}, timeout=10)
-        assert after.status_code == 200
-        usage = after.json()["usage"]
-        completed[after.headers["apim-request-id"]] = (usage["prompt_tokens"], usage["completion_tokens"])
+        server.start()  # the same LAPIS_HOME, port and store: the dead process's journal is replayed
+        session = requests.Session()
+        for streaming in (False, True):
+            done = ask(session, url, env["AZURE_OPENAI_KEY"], {"messages": [{"role": "user", "content": "after"}]},
+                       streaming)
+            assert done is not None
+            completed[done[0]] = done[1]
+        deadline = time.monotonic() + 30  # nobody waits for the commit now: wait for the two rows
+        while not set(completed) <= set(asyncio.run(stored(database_url))) and time.monotonic() < deadline:
+            time.sleep(0.05)
         body = {"type": "Usage", "timeframe": "Custom", "dataset": {"aggregation": {
             "in": {"name": "InputTokens", "function": "Sum"}, "out": {"name": "OutputTokens", "function": "Sum"}}},
             "timePeriod": {"from": datetime.fromtimestamp(started - 60, timezone.utc).isoformat(),
@@ -90,20 +125,25 @@ def test_usage_is_exact_after_kill_9(tmp_path):
                             body, api_version=COST_API)
         assert answer.status_code == 200, answer.text
         (api_in, api_out, _currency), = answer.json()["properties"]["rows"]
+        families = {f.name: f for f in text_string_to_metric_families(
+            requests.get(f"{server.url}/metrics", timeout=10).text)}
     finally:
         server.stop()
 
+    assert families["lapis_usage_replayed"].samples[0].value > 0  # the killed process's journal
+    assert families["lapis_usage_replay_torn"].samples[0].value == 0
+    assert list((server.home / "usage").glob("journal-*")) == []  # a clean stop commits and deletes its segments
     rows = asyncio.run(stored(database_url))
     missing = set(completed) - set(rows)
     assert not missing, f"{len(missing)} completed requests lost their usage"
     assert all(rows[rid] == tokens for rid, tokens in completed.items())  # what the client was told, once each
     in_flight = set(rows) - set(completed)
-    assert len(in_flight) <= THREADS  # committed, answer cut off by the kill: at most one per client
+    assert len(in_flight) <= THREADS  # journalled, answer cut off by the kill: at most one per client
     client_in = sum(p for p, _ in completed.values())
     client_out = sum(c for _, c in completed.values())
     assert api_in == client_in + sum(rows[rid][0] for rid in in_flight)
     assert api_out == client_out + sum(rows[rid][1] for rid in in_flight)
-    assert len(before_kill) + 1 == len(completed)
+    assert len(before_kill) + 2 == len(completed)
     totals = asyncio.run(_totals(database_url, started))
     assert (totals.prompt_tokens, totals.completion_tokens, totals.requests) == (api_in, api_out, len(rows))
 

@@ -1,10 +1,12 @@
 """Metering in the store, run unchanged against SQLite and PostgreSQL (fixture database_url):
-usage written exactly once per request id, the group commit's waiters, totals per scope,
+usage written exactly once per request id, journalled rows committed and their segment deleted,
+a journal left by a crash replayed once, totals per scope,
 rollups of one minute adding up across flushes, and retention."""
 
 from __future__ import annotations
 
 import asyncio
+import os
 import time
 from datetime import datetime, timezone
 
@@ -16,6 +18,7 @@ from lapis.observe.record import RequestRecord
 from lapis.store.metering import USAGE_COLUMNS, MeteringStore, UsageScope
 from lapis.store.sql import SqlStore
 from lapis.usage import usage_totals
+from lapis.usage.journal import Journal
 from lapis.usage.meter import UsageMeter
 from lapis.usage.pricing import PriceBook, prices_for
 
@@ -56,18 +59,18 @@ async def test_a_request_id_is_written_once(store):
     assert (totals.requests, totals.prompt_tokens, totals.completion_tokens) == (2, 150, 20)
 
 
-async def test_group_commit_releases_waiters_after_the_rows_are_stored(store):
+async def test_the_writer_commits_journalled_rows_and_deletes_the_segment(store, tmp_path):
     metering = MeteringStore(store.db)
-    meter = UsageMeter(metering, PriceBook(load_catalogue()))
+    journal = Journal(tmp_path / "usage", segment_s=0)
+    meter = UsageMeter(metering, PriceBook(load_catalogue()), journal)
     writer = asyncio.get_running_loop().create_task(meter.run())
     meter.observe(record("plain", 1000, 200, cached=400))
     meter.observe(record("streamed", 10, 5, streaming=True))
     meter.observe(record("no-tokens", 0, 0))
-    assert meter.waiter("streamed") is None  # a stream has already sent its last byte
-    assert meter.waiter("no-tokens") is None
-    waiter = meter.waiter("plain")
-    assert waiter is not None
-    await waiter
+    assert journal.seq == 2 and len(list((tmp_path / "usage").glob("journal-*.jsonl"))) == 1
+    await meter.close(writer)
+    assert writer.done() and meter.pending == 0 and meter.batches >= 1
+    assert list((tmp_path / "usage").iterdir()) == []  # every line committed: the segment is gone
     stored = await store.db.fetch("SELECT request_id, cost_input_nano, cost_cached_nano, cost_output_nano "
                                   "FROM usage_records ORDER BY request_id")
     assert [r["request_id"] for r in stored] == ["plain", "streamed"]
@@ -75,8 +78,24 @@ async def test_group_commit_releases_waiters_after_the_rows_are_stored(store):
     plain = stored[0]
     assert (plain["cost_input_nano"], plain["cost_cached_nano"], plain["cost_output_nano"]) == (
         round(600 * prices.input), round(400 * prices.cached_input), round(200 * prices.output))
-    await meter.close(writer)
-    assert writer.done() and meter.pending == 0 and meter.batches >= 1
+
+
+async def test_a_journal_left_by_a_crash_is_replayed_once(store, tmp_path):
+    metering = MeteringStore(store.db)
+    crashed = UsageMeter(metering, PriceBook(load_catalogue()), Journal(tmp_path / "usage"))
+    for rid, prompt in (("done-1", 100), ("done-2", 50), ("journalled-only", 7)):
+        crashed.observe(record(rid, prompt, 10))
+    await metering.add_usage(crashed._rows[:2])  # the writer committed two rows, then kill -9
+    segment = crashed.journal._current  # type: ignore[union-attr]
+    os.close(segment.fd)  # its lock dies with the process
+    with open(segment.path, "ab") as cut:
+        cut.write(b'["torn-by-the-cr')  # a write the crash cut short
+    restarted = UsageMeter(metering, PriceBook(load_catalogue()), Journal(tmp_path / "usage"))
+    await restarted.open()
+    assert (restarted.replayed, restarted.recovered, restarted.torn) == (3, 1, 1)
+    totals = await usage_totals(store, f"/subscriptions/{SUB}", datetime(2000, 1, 1), datetime(2100, 1, 1))
+    assert (totals.requests, totals.prompt_tokens, totals.completion_tokens) == (3, 157, 30)
+    assert list((tmp_path / "usage").iterdir()) == []
 
 
 async def test_totals_by_scope_and_time(store):

@@ -13,7 +13,7 @@ backend's generator is closed, which stops generation.
 from __future__ import annotations
 
 import logging
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping
 
 import msgspec
 from aiohttp import web
@@ -28,6 +28,9 @@ from lapis.errors import catalogue as errors
 log = logging.getLogger("lapis.dataplane")
 _encode = msgspec.json.encode
 DONE = b"data: [DONE]\n\n"
+# hook(request, (prompt, completion)), called just before a complete stream's [DONE]: usage metering
+# journals the stream there (lapis.metrics.metering), so no client sees the end of an unmetered stream.
+BEFORE_DONE: "web.AppKey[Callable[[web.Request, tuple[int, int]], None]]" = web.AppKey("before_done")
 
 
 def event(payload: Any) -> bytes:
@@ -70,10 +73,14 @@ async def stream_chat(request: web.Request, generator: Any, call: ChatCall, mode
             if delta.tool_calls:
                 calls.setdefault(delta.index, []).extend(delta.tool_calls)
             await response.write(event(maker.delta(delta)))
+        used = _used(reported, prompt_tokens, pieces, calls, finish, call)
         if include_usage:
-            prompt, completion = _used(reported, prompt_tokens, pieces, calls, finish, call)
-            await response.write(event(maker.usage(prompt, completion)))
+            await response.write(event(maker.usage(*used)))
+        before_done = request.app.get(BEFORE_DONE)
+        if before_done is not None:
+            before_done(request, used)
         await response.write(DONE)
+        return response, used
     except ConnectionError:
         log.info("client went away mid-stream; generation stopped")
         return response, _used(reported, prompt_tokens, pieces, calls, finish, call)

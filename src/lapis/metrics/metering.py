@@ -2,9 +2,11 @@
 
 app.py wires it (only when LAPIS_METRICS is on):
 
-    start:    app[METERING] = Metering.start(services, settings)   observer added, writers running
-    prepare:  hold_until_metered                                    non-streamed answers wait for their usage row
-    stop:     await app[METERING].close()                           rollups flushed, usage written
+    start:    app[METERING] = await Metering.start(services, settings)   usage journals replayed, observer
+                                                                          added, writers running
+              app[BEFORE_DONE] = app[METERING].stream_done              a stream's usage is journalled before
+                                                                          its [DONE] (lapis.dataplane.streaming)
+    stop:     await app[METERING].close()                                 rollups flushed, usage written
     routes:   GET /metrics -> metrics_endpoint
 
 `observe()` is the observer (lapis.observe.record): per request it builds one
@@ -32,10 +34,12 @@ from lapis.metrics import health
 from lapis.metrics.exposition import MetricsHub
 from lapis.metrics.live import LiveMetrics
 from lapis.metrics.rollup import Rollups
+from lapis.observe.capture import record_for
 from lapis.observe.record import RequestRecord
-from lapis.requestkeys import REQUEST_ID
+from lapis.requestkeys import USAGE
 from lapis.settings import Settings
 from lapis.store.metering import MeteringStore
+from lapis.usage.journal import Journal
 from lapis.usage.meter import UsageMeter
 from lapis.usage.pricing import PriceBook
 
@@ -51,7 +55,7 @@ class Metering:
         self.store = MeteringStore(services.store.db)
         self.live = LiveMetrics(limit_of=self._tokens_per_minute, resource_of=self._resource_id)
         self.rollups = Rollups(self.store)
-        self.usage = UsageMeter(self.store, PriceBook(services.catalogue))
+        self.usage = UsageMeter(self.store, PriceBook(services.catalogue), Journal(settings.home / "usage"))
         self.hub = MetricsHub()
         self.hub.register(self.live.collect)
         self.hub.register(lambda: health.limiter_metrics(services))
@@ -62,8 +66,9 @@ class Metering:
         self._usage_task: asyncio.Task[None] | None = None
 
     @classmethod
-    def start(cls, services: Any, settings: Settings) -> "Metering":
+    async def start(cls, services: Any, settings: Settings) -> "Metering":
         metering = cls(services, settings)
+        await metering.usage.open()  # before serving: what a crashed (or stopped) process journalled
         services.observers.add(metering.observe)
         loop = asyncio.get_running_loop()
         metering._usage_task = loop.create_task(metering.usage.run())
@@ -84,6 +89,16 @@ class Metering:
             if r.sku in PROVISIONED_SKUS:
                 self.live.observe_provisioned(r.account_id, r.deployment, minute, prompt + generated)
             self.usage.observe(r)
+
+    def stream_done(self, request: web.Request, used: tuple[int, int]) -> None:
+        """streaming's BEFORE_DONE hook: the stream's usage row, journalled before the
+        client can see [DONE] (the record the middleware emits afterwards is skipped)."""
+        try:
+            request[USAGE] = (*used, 0)
+            record = record_for(request, 200, "", True, asyncio.get_running_loop().time())
+            self.usage.observe(record, early=True)
+        except Exception:  # noqa: BLE001 - observing must never fail a request; the final record follows
+            log.exception("metering a stream before [DONE] failed")
 
     async def close(self) -> None:
         """Stop the timers, then write what memory still holds (before the store closes)."""
@@ -122,8 +137,22 @@ class Metering:
                                   value=u.duplicates)
         yield CounterMetricFamily("lapis_usage_write_failures", "Usage batches the store refused (retried)",
                                   value=u.failures)
-        yield CounterMetricFamily("lapis_usage_dropped", "Metered requests dropped: the queue was full",
+        yield CounterMetricFamily("lapis_usage_dropped", "Metered requests lost: neither journalled nor queued",
                                   value=u.dropped)
+        yield CounterMetricFamily("lapis_usage_deferred", "Metered requests left to the journal (queue full): "
+                                  "replayed at the next start", value=u.deferred)
+        journal = u.journal
+        if journal is not None:
+            yield CounterMetricFamily("lapis_usage_journal_writes", "Usage journal lines written", value=journal.seq)
+            yield CounterMetricFamily("lapis_usage_journal_failures", "Usage journal lines that could not be written",
+                                      value=journal.failures)
+            yield CounterMetricFamily("lapis_usage_journal_segments_deleted", "Usage journal segments deleted once "
+                                      "committed", value=journal.deleted)
+        yield CounterMetricFamily("lapis_usage_replayed", "Usage journal lines replayed at start-up", value=u.replayed)
+        yield CounterMetricFamily("lapis_usage_recovered", "Replayed lines the store did not have yet",
+                                  value=u.recovered)
+        yield CounterMetricFamily("lapis_usage_replay_torn", "Torn usage journal lines skipped at replay",
+                                  value=u.torn)
         yield GaugeMetricFamily("lapis_rollup_cells", "Metric rollup cells not yet flushed", value=len(r.cells))
         yield CounterMetricFamily("lapis_rollup_flushes", "Rollup flushes committed", value=r.flushes)
         yield CounterMetricFamily("lapis_rollup_flush_failures", "Rollup flushes the store refused (retried)",
@@ -131,17 +160,6 @@ class Metering:
 
 
 METERING = web.AppKey("metering", Metering)
-
-
-async def hold_until_metered(request: web.Request, response: web.StreamResponse) -> None:
-    """on_response_prepare: a non-streamed answer that used tokens goes out
-    once its usage row is committed (see lapis.usage.meter)."""
-    metering = request.app.get(METERING)
-    if metering is None:
-        return
-    waiter = metering.usage.waiter(request.get(REQUEST_ID))
-    if waiter is not None:
-        await waiter
 
 
 async def metrics_endpoint(request: web.Request) -> web.Response:

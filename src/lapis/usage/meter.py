@@ -1,38 +1,42 @@
-"""Usage metering: every request that used tokens, written durably, exactly once.
+"""Usage metering: every request that used tokens, kept durably, exactly once.
 
-The choice (measured on this project's machine: a SQLite commit of 1, 10 or
-100 rows in WAL mode with synchronous=FULL took 0.22, 0.27 and 0.53 ms):
-direct batched inserts into the store, keyed by the request id, as a group
-commit that the response waits for.
+The choice: a journal line before the answer, a batched commit after it.
 
-* `observe()` (on the hot path, synchronous) prices the request, appends one
-  row to the current batch and wakes the writer; nothing else.
-* The writer task takes whatever accumulated and writes it in one
-  transaction (`INSERT ... ON CONFLICT (request_id) DO NOTHING`); while it
-  writes, the next batch accumulates. Under load batches grow by themselves,
-  so there is one commit per batch, never one per request.
-* A non-streamed answer is held until its row is committed (`waiter()`, which
-  app.py's on_response_prepare hook awaits before the status line goes out):
-  a client never sees an answer whose usage a crash could still lose. A
-  stream has sent its last byte before its record exists; its row is durable
-  one group commit (about a millisecond) after that, and a kill -9 inside
-  that window loses it.
-* A request whose row was committed but whose answer a crash stopped is
-  counted though its client saw an error: the usage happened (the tokens
+* `observe()` (on the hot path, synchronous) prices the request, writes its
+  row as one line of this process's journal (lapis.usage.journal: one
+  write(2), no fsync), appends the row to the in-memory batch and wakes the
+  writer. It runs before the answer's last byte: the envelope middleware
+  emits a non-streamed answer's record before aiohttp sends its status line,
+  and a stream's row is observed by streaming's BEFORE_DONE hook just before
+  `data: [DONE]` (Metering.stream_done); the record the middleware emits
+  after the stream is then skipped (`_early`). So a client never sees the end
+  of an answer whose usage a process crash could lose, and nothing waits for
+  a commit. (An in-band error stream, or one whose client left, is observed
+  when its handler returns, microseconds after its last byte.)
+* The writer task waits BATCH_WAIT_S after a wake-up, takes whatever
+  accumulated and writes it in one transaction (`INSERT ... ON CONFLICT
+  (request_id) DO NOTHING`). Nothing waits for it, so batches are large and
+  commits few. Once every line of a sealed journal segment is committed, the
+  segment is deleted.
+* At start-up (`open()`, before serving) every segment left in the folder by
+  an earlier process, crashed or not, is applied to the store and deleted.
+* The request id is the idempotency key: a row replayed from the journal
+  after it was committed, a batch written again after an ambiguous failure,
+  or a stream observed twice counts once; replicas' request ids never
+  collide. A request whose line was written but whose answer a crash stopped
+  is counted though its client saw an error: the usage happened (the tokens
   were generated) and Azure bills such requests too.
-* The request id is the idempotency key: a batch written again after an
-  ambiguous failure, or by a retry after a failed commit, counts once; so do
-  replicas, whose request ids never collide. PostgreSQL replicas share the
-  table; no replica keeps anything on its own disk.
-* If the store fails, the waiting answers are released (availability first),
-  the rows are kept and retried every RETRY_S, and `failures` counts it. The
-  queue is bounded (MAX_PENDING rows); beyond it rows are dropped and counted
-  in `dropped` (both shown on /metrics).
-
-The alternative, an append-only file under LAPIS_HOME fsynced per batch and
-applied to the store later, costs the same fsync and adds a replay step at
-start-up; and on PostgreSQL replicas a local file is the wrong place (a
-replica's disk may not outlive it).
+* Durability: a process crash (kill -9) loses nothing the journal has; a
+  power loss can lose rows journalled in the last BATCH_WAIT_S plus one
+  commit (the store's commit is durable; the journal is fsynced only when a
+  commit fails, so rows kept for a retry survive it too).
+* If the store fails, the rows are kept and retried every RETRY_S, and
+  `failures` counts it. Memory is bounded (MAX_PENDING rows): beyond it a
+  journalled row is left to the journal alone (`deferred`; its segment is
+  replayed at the next start), and a row that could not be journalled either
+  is dropped (`dropped`). All of these are on /metrics.
+* Without a journal (`journal=None`) rows live in memory until committed:
+  a crash loses up to one batch.
 """
 
 from __future__ import annotations
@@ -44,31 +48,38 @@ import time
 
 from lapis.observe.record import RequestRecord
 from lapis.store.metering import MeteringStore
+from lapis.usage.journal import Journal, replay
 from lapis.usage.pricing import PriceBook
 
 log = logging.getLogger("lapis.usage")
 
 MAX_PENDING = 200_000
+MAX_EARLY = 10_000  # streams observed before [DONE] whose final record has not come yet
+BATCH_WAIT_S = 0.02
 RETRY_S = 1.0
 CLOSE_ATTEMPTS = 3
 
 
 class UsageMeter:
-    def __init__(self, store: MeteringStore, prices: PriceBook, max_pending: int = MAX_PENDING):
+    def __init__(self, store: MeteringStore, prices: PriceBook, journal: Journal | None = None,
+                 max_pending: int = MAX_PENDING, batch_wait_s: float = BATCH_WAIT_S):
         self.store = store
         self.prices = prices
+        self.journal = journal
         self.max_pending = max_pending
+        self.batch_wait_s = batch_wait_s
         self.batches = 0  # transactions committed
         self.written = 0  # rows inserted
         self.duplicates = 0  # rows whose request id was already stored
         self.failures = 0  # batches the store refused (kept and retried)
-        self.dropped = 0  # rows dropped because the queue was full
+        self.deferred = 0  # rows left to the journal alone: memory was full
+        self.dropped = 0  # rows neither journalled nor queued
+        self.replayed = 0  # rows read back from journals at start-up
+        self.recovered = 0  # of those, rows the store did not have yet
+        self.torn = 0  # journal lines skipped at replay
         self._rows: list[tuple] = []
         self._retry: list[tuple] = []
-        self._ids: set[str] = set()  # non-streamed requests of _rows: their answers wait
-        self._batch: asyncio.Future[None] | None = None
-        self._flight_ids: set[str] = set()
-        self._flight: asyncio.Future[None] | None = None
+        self._early: set[str] = set()
         self._wake = asyncio.Event()
         self._closing = False
         self._tags: dict[str, tuple[dict, str]] = {}
@@ -78,11 +89,30 @@ class UsageMeter:
     def pending(self) -> int:
         return len(self._rows) + len(self._retry)
 
-    def observe(self, r: RequestRecord) -> None:
+    async def open(self) -> None:
+        """Before serving: replay the journal segments earlier processes left."""
+        if self.journal is None:
+            return
+        try:
+            done = await replay(self.journal.folder, self.store.add_usage)
+        except Exception:  # noqa: BLE001 - serve anyway: what was not applied stays for the next start
+            self.failures += 1
+            log.exception("replaying the usage journal in %s failed", self.journal.folder)
+            return
+        self.replayed += done.lines
+        self.recovered += done.inserted
+        self.torn += done.torn
+        if done.segments or done.busy:
+            log.info("usage journal: %d segments replayed (%d rows, %d new, %d torn lines), %d held by live "
+                     "processes", done.segments, done.lines, done.inserted, done.torn, done.busy)
+
+    def observe(self, r: RequestRecord, early: bool = False) -> None:
+        """Journal and queue `r`'s row. `early`: a stream about to send [DONE]; its
+        final record, observed later, is then skipped."""
         if not (r.prompt_tokens or r.completion_tokens) or not r.account_id:
             return
-        if len(self._rows) + len(self._retry) >= self.max_pending:
-            self.dropped += 1
+        if r.streaming and self._early and not early and r.request_id in self._early:
+            self._early.discard(r.request_id)
             return
         cost_in, cost_cached, cost_out = self.prices.get(r.model, r.sku).cost(
             r.prompt_tokens, r.cached_tokens, r.completion_tokens)
@@ -90,28 +120,26 @@ class UsageMeter:
         start, end, day = self._day
         if not start <= t < end:
             day = self._new_day(t)
-        self._rows.append((
+        row = (
             r.request_id, int(t * 1000), day, r.subscription_id.lower(), r.resource_group, r.account_id,
             r.account_arm_id, r.location, r.deployment, r.model, r.model_version, r.sku, r.caller,
             r.operation_name, self._tags_json(r.account_id, r.tags), r.prompt_tokens, r.cached_tokens,
             r.completion_tokens, cost_in, cost_cached, cost_out,
-        ))
-        if not r.streaming:
-            self._ids.add(r.request_id)
-        self._wake.set()
-
-    def waiter(self, request_id: str | None) -> asyncio.Future[None] | None:
-        """What the answer to `request_id` must wait for: the commit of its row
-        (None when it has no row waiting, e.g. it used no tokens or streamed)."""
-        if not request_id:
-            return None
-        if request_id in self._ids:
-            if self._batch is None:
-                self._batch = asyncio.get_running_loop().create_future()
-            return self._batch
-        if request_id in self._flight_ids:
-            return self._flight
-        return None
+        )
+        journalled = self.journal is not None and self.journal.append(row)
+        if len(self._rows) + len(self._retry) >= self.max_pending:
+            if not journalled:
+                self.dropped += 1
+                return
+            self.journal.keep()  # type: ignore[union-attr]
+            self.deferred += 1
+        else:
+            self._rows.append(row)
+            self._wake.set()
+        if early:
+            if len(self._early) >= MAX_EARLY:
+                self._early.clear()  # final records that never came; at worst a duplicate, counted once
+            self._early.add(r.request_id)
 
     def _new_day(self, t: float) -> int:
         tm = time.gmtime(t)
@@ -133,32 +161,35 @@ class UsageMeter:
     # -- the writer ------------------------------------------------------------
 
     async def _write_batch(self) -> bool:
+        journal = self.journal
+        if journal is not None:
+            journal.rotate_if_due()
+        upto = journal.seq if journal is not None else 0  # every line up to here is in this batch or stored
         rows = self._retry + self._rows
         self._retry, self._rows = [], []
-        self._flight_ids, self._ids = self._ids, set()
-        self._flight, self._batch = self._batch, None
         try:
             inserted = await self.store.add_usage(rows)
-        except Exception:  # noqa: BLE001 - keep the rows, release the answers
+        except Exception:  # noqa: BLE001 - keep the rows, try again
             self.failures += 1
             self._retry = rows + self._retry
+            if journal is not None:
+                journal.sync()
             log.exception("writing %d usage records failed; retrying in %.1f s", len(rows), RETRY_S)
             return False
-        else:
-            self.batches += 1
-            self.written += inserted
-            self.duplicates += len(rows) - inserted
-            return True
-        finally:
-            if self._flight is not None and not self._flight.done():
-                self._flight.set_result(None)
-            self._flight, self._flight_ids = None, set()
+        self.batches += 1
+        self.written += inserted
+        self.duplicates += len(rows) - inserted
+        if journal is not None:
+            journal.committed(upto)
+        return True
 
     async def run(self) -> None:
         """The writer: one batch per wake-up, until close()."""
         attempts = 0
         while True:
             await self._wake.wait()
+            if not self._closing and self.batch_wait_s:
+                await asyncio.sleep(self.batch_wait_s)  # let the batch grow: nobody waits for it
             self._wake.clear()
             if self.pending:
                 ok = await self._write_batch()
@@ -174,10 +205,12 @@ class UsageMeter:
                 return
 
     async def close(self, task: asyncio.Task[None] | None) -> None:
-        """Write what is left, then stop the writer."""
+        """Write what is left, stop the writer, delete the journal segments that are committed."""
         self._closing = True
         self._wake.set()
         if task is not None and not task.done():
             await task
         elif self.pending:
             await self._write_batch()
+        if self.journal is not None:
+            self.journal.close(self.journal.seq if not self.pending else 0)

@@ -9,8 +9,8 @@
 Scopes: a subscription, a resource group in it, or an account
 (`.../providers/Microsoft.CognitiveServices/accounts/{name}`), in any case.
 `start` is inclusive, `end` exclusive; naive datetimes are UTC. The totals are
-what is committed: every non-streamed answer already sent, and streams up to
-one group commit behind (lapis.usage.meter).
+what is committed: answers sent in the last few tens of milliseconds (one
+writer batch, lapis.usage.meter) may not be in them yet.
 """
 
 from __future__ import annotations

@@ -1,0 +1,245 @@
+"""The usage journal without a server: replay skips a torn last line and the
+segments a live process holds, a segment is deleted once its rows are
+committed (and kept while they are not), rows beyond memory wait in the
+journal for the next start, a stream observed before [DONE] counts once, and
+streaming calls the hook that observes it before [DONE] goes out."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import replace
+
+import msgspec
+from aiohttp import web
+from aiohttp.test_utils import make_mocked_request
+
+from lapis.backends.base import ChatCall, Delta, Usage
+from lapis.catalog import load_catalogue
+from lapis.dataplane.streaming import BEFORE_DONE, DONE, stream_chat
+from lapis.observe.record import RequestRecord
+from lapis.store.metering import USAGE_COLUMNS
+from lapis.usage.journal import Journal, read_segment, replay
+from lapis.usage.meter import UsageMeter
+from lapis.usage.pricing import PriceBook
+
+SUB = "11111111-2222-3333-4444-555555555555"
+ARM = f"/subscriptions/{SUB}/resourceGroups/rg1/providers/Microsoft.CognitiveServices/accounts/acct"
+
+
+class FakeStore:
+    """add_usage as the real store does it: keyed by request id, the number inserted."""
+
+    def __init__(self) -> None:
+        self.rows: dict[str, tuple] = {}
+        self.fail = False
+        self.calls = 0
+
+    async def add_usage(self, rows) -> int:
+        self.calls += 1
+        if self.fail:
+            raise ConnectionError("store down")
+        new = [tuple(r) for r in rows if r[0] not in self.rows]
+        self.rows.update((r[0], r) for r in new)
+        return len(new)
+
+
+def row(request_id: str, prompt: int = 10) -> tuple:
+    return (request_id, 1_700_000_000_000, 20231114, SUB, "rg1", "a" * 32, ARM, "eastus", "dep", "gpt-4o", "v",
+            "Standard", "key1", "ChatCompletions_Create", '{"team":"search"}', prompt, 0, 5, 30, 0, 40)
+
+
+def record(request_id: str, prompt: int = 10, streaming: bool = False) -> RequestRecord:
+    return RequestRecord(
+        time=time.time(), request_id=request_id, operation="chat", operation_name="ChatCompletions_Create",
+        api_version="2024-10-21", status=200, streaming=streaming, duration_ms=1.0, ttfb_ms=1.0, caller="key1",
+        account_id="a" * 32, account_name="acct", account_arm_id=ARM, subscription_id=SUB, resource_group="rg1",
+        location="eastus", deployment="dep", model="gpt-4o", model_version="2024-11-20", sku="Standard",
+        prompt_tokens=prompt, completion_tokens=5)
+
+
+def segments(folder) -> list:
+    return sorted(p.name for p in folder.glob("journal-*.jsonl"))
+
+
+def test_a_row_has_every_usage_column():
+    assert len(row("x")) == len(USAGE_COLUMNS)
+
+
+async def test_replay_skips_a_torn_last_line(tmp_path):
+    folder = tmp_path / "usage"
+    folder.mkdir()
+    good = [row("r1", 10), row("r2", 20)]
+    torn = msgspec.json.encode(row("r3", 30))[:-7]  # kill -9 (or a full disk) in the middle of the write
+    path = folder / "journal-4242-1700000000000-000001.jsonl"
+    path.write_bytes(b"".join(msgspec.json.encode(r) + b"\n" for r in good) + torn)
+    assert read_segment(path) == (good, 1)
+    store = FakeStore()
+    done = await replay(folder, store.add_usage)
+    assert (done.segments, done.lines, done.inserted, done.torn, done.busy) == (1, 2, 2, 1, 0)
+    assert store.rows == {"r1": good[0], "r2": good[1]}
+    assert not path.exists()
+    again = await replay(folder, store.add_usage)
+    assert (again.segments, again.lines) == (0, 0)
+
+
+async def test_replay_counts_rows_already_stored_once(tmp_path):
+    folder = tmp_path / "usage"
+    folder.mkdir()
+    (folder / "journal-1-2-000001.jsonl").write_bytes(
+        b"".join(msgspec.json.encode(r) + b"\n" for r in (row("a"), row("b"))))
+    (folder / "junk.txt").write_text("not a journal")
+    store = FakeStore()
+    await store.add_usage([row("a")])  # committed before the crash
+    done = await replay(folder, store.add_usage)
+    assert (done.lines, done.inserted) == (2, 1)
+    assert sorted(store.rows) == ["a", "b"]
+    assert [p.name for p in folder.iterdir()] == ["junk.txt"]
+
+
+async def test_replay_leaves_a_live_process_segment_alone(tmp_path):
+    folder = tmp_path / "usage"
+    live = Journal(folder)
+    assert live.append(row("live"))
+    store = FakeStore()
+    done = await replay(folder, store.add_usage)
+    assert (done.busy, done.segments) == (1, 0)
+    assert store.rows == {} and len(segments(folder)) == 1
+    live.close(0)  # stopped before its row was committed: the segment stays, unlocked
+    done = await replay(folder, store.add_usage)
+    assert (done.segments, done.inserted) == (1, 1) and segments(folder) == []
+
+
+async def test_a_store_failure_leaves_the_segment_for_the_next_start(tmp_path):
+    folder = tmp_path / "usage"
+    folder.mkdir()
+    path = folder / "journal-1-2-000001.jsonl"
+    path.write_bytes(msgspec.json.encode(row("a")) + b"\n")
+    store = FakeStore()
+    store.fail = True
+    try:
+        await replay(folder, store.add_usage)
+    except ConnectionError:
+        pass
+    else:
+        raise AssertionError("a store failure must not pass silently")
+    assert path.exists()
+
+
+async def test_a_segment_is_deleted_once_its_rows_commit(tmp_path):
+    folder = tmp_path / "usage"
+    store = FakeStore()
+    meter = UsageMeter(store, PriceBook(load_catalogue()), Journal(folder, segment_s=0))  # type: ignore[arg-type]
+    for rid in ("r1", "r2", "r3"):
+        meter.observe(record(rid))
+    meter.observe(replace(record("no-tokens"), prompt_tokens=0, completion_tokens=0))  # nothing to meter
+    (name,) = segments(folder)
+    assert len((folder / name).read_bytes().splitlines()) == 3
+    store.fail = True
+    assert not await meter._write_batch()
+    assert segments(folder) == [name]  # not committed: kept
+    assert meter.failures == 1 and meter.pending == 3
+    store.fail = False
+    assert await meter._write_batch()
+    assert sorted(store.rows) == ["r1", "r2", "r3"]
+    assert segments(folder) == [] and meter.journal.deleted == 1  # type: ignore[union-attr]
+    meter.observe(record("r4"))  # a new segment
+    assert len(segments(folder)) == 1 and segments(folder) != [name]
+    await meter.close(None)
+    assert "r4" in store.rows and segments(folder) == []
+
+
+async def test_rows_beyond_memory_wait_in_the_journal_for_the_next_start(tmp_path):
+    folder = tmp_path / "usage"
+    store = FakeStore()
+    meter = UsageMeter(store, PriceBook(load_catalogue()), Journal(folder, segment_s=0),  # type: ignore[arg-type]
+                       max_pending=1)
+    meter.observe(record("queued"))
+    meter.observe(record("journal-only"))
+    assert (meter.pending, meter.deferred, meter.dropped) == (1, 1, 0)
+    await meter.close(None)
+    assert sorted(store.rows) == ["queued"]
+    assert len(segments(folder)) == 1  # holds a row memory never had: kept
+    restarted = UsageMeter(store, PriceBook(load_catalogue()), Journal(folder))  # type: ignore[arg-type]
+    await restarted.open()
+    assert sorted(store.rows) == ["journal-only", "queued"]
+    assert (restarted.replayed, restarted.recovered) == (2, 1) and segments(folder) == []
+
+
+async def test_a_journal_that_cannot_be_written_leaves_rows_in_memory(tmp_path):
+    blocked = tmp_path / "usage"
+    blocked.write_text("a file where the folder should be")
+    store = FakeStore()
+    meter = UsageMeter(store, PriceBook(load_catalogue()), Journal(blocked))  # type: ignore[arg-type]
+    meter.observe(record("r1"))
+    meter.observe(record("r2"))
+    assert (meter.pending, meter.dropped, meter.journal.failures, meter.journal.seq) == (2, 0, 2, 0)  # type: ignore
+    await meter.close(None)
+    assert sorted(store.rows) == ["r1", "r2"]
+
+
+async def test_a_stream_observed_before_done_counts_once(tmp_path):
+    folder = tmp_path / "usage"
+    store = FakeStore()
+    meter = UsageMeter(store, PriceBook(load_catalogue()), Journal(folder))  # type: ignore[arg-type]
+    meter.observe(record("s1", streaming=True), early=True)  # streaming's hook, before [DONE]
+    meter.observe(record("s1", streaming=True))  # the middleware's record after the stream
+    meter.observe(record("s2", streaming=True))  # a stream its client left: observed once, at the end
+    assert meter.pending == 2 and meter.journal.seq == 2  # type: ignore[union-attr]
+    (name,) = segments(folder)
+    lines = [msgspec.json.decode(line) for line in (folder / name).read_bytes().splitlines()]
+    assert [line[0] for line in lines] == ["s1", "s2"]
+    await meter.close(None)
+    assert sorted(store.rows) == ["s1", "s2"] and meter.duplicates == 0
+
+
+class Wire:
+    """A response's payload writer: the bytes that went out, in order."""
+
+    def __init__(self) -> None:
+        self.sent = bytearray()
+        self.buffer_size = self.output_size = 0
+        self.length = None
+
+    async def write_headers(self, status_line, headers) -> None:
+        pass
+
+    def send_headers(self) -> None:
+        pass
+
+    async def write(self, data, *args, **kwargs) -> None:
+        self.sent += data
+
+    async def drain(self) -> None:
+        pass
+
+    async def write_eof(self, data=b"") -> None:
+        self.sent += data
+
+    def enable_chunking(self) -> None:
+        pass
+
+    def enable_compression(self, *args, **kwargs) -> None:
+        pass
+
+
+async def test_streaming_calls_the_hook_just_before_done():
+    seen: list[tuple] = []
+    wire = Wire()
+
+    def before_done(request, used) -> None:
+        seen.append((used, bytes(wire.sent)))
+
+    async def items():
+        yield Delta(0, "Hello")
+        yield Delta(0, " there", finish_reason="stop")
+        yield Usage(11, 2)
+
+    app = web.Application()
+    app[BEFORE_DONE] = before_done
+    request = make_mocked_request("POST", "/", app=app, writer=wire)
+    call = ChatCall("gpt-4o-mini", "2024-07-18", [{"role": "user", "content": "hi"}], 16)
+    response, used = await stream_chat(request, items(), call, "gpt-4o-mini", 11, True, {})
+    (hooked, sent_then), = seen
+    assert hooked == used == (11, 2)  # the engine's usage, as the client's usage chunk says
+    assert b'"prompt_tokens":11' in sent_then and DONE not in sent_then  # the usage chunk went, [DONE] not yet
+    assert bytes(wire.sent).endswith(DONE)

@@ -7,10 +7,10 @@ All in one run, on 127.0.0.1 only:
 1. two `python -m lapis serve --demo` processes, each with its own LAPIS_HOME and SQLite
    store, LAPIS_RATELIMIT=off (the serving path is measured, not the limiter):
    "observed" with LAPIS_METRICS=on (the default: /metrics counters, per-minute rollups
-   flushed every LAPIS_METRICS_FLUSH_SECONDS, and every answer's usage committed before
-   it is sent, lapis.usage.meter), and "bare" with LAPIS_METRICS=off;
+   flushed every LAPIS_METRICS_FLUSH_SECONDS, and every answer's usage journalled before
+   it is sent and committed in batches, lapis.usage.meter), and "bare" with LAPIS_METRICS=off;
 2. the same chat load on each (POST .../chat/completions, ~500-byte body, max_tokens 16;
-   `--stream` for SSE answers, whose usage is committed after the last byte), one at a
+   `--stream` for SSE answers, journalled before their [DONE]), one at a
    time, alternating which goes first each round;
 3. the observed server's own account of it, from its /metrics: requests counted, usage
    rows written, commits made (rows per commit shows the group commit at work), rows

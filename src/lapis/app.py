@@ -27,6 +27,7 @@ from lapis.auth.rbac import Authorizer
 from lapis.auth.store import AssignmentStore
 from lapis.backends.base import UpstreamError
 from lapis.backends.simulator import SimulatorBackend
+from lapis.budgets import wiring as budgets_wiring
 from lapis.catalog import load_catalogue
 from lapis.dataplane.admission import Gate
 from lapis.dataplane.directory import Directory
@@ -39,7 +40,7 @@ from lapis.identity import routes as identity_routes
 from lapis.keyvault import routes as keyvault_routes
 from lapis.management import admin, metadata, serving_routes, tenancy
 from lapis.management.routes import ArmApp, arm_error_response
-from lapis.management import costs, insights
+from lapis.management import budgets as budget_routes, costs, insights
 from lapis.network.private_endpoints import PrivateEndpoints
 from lapis.network.store import EndpointStore
 from lapis.metrics.metering import METERING, Metering, metrics_endpoint
@@ -204,6 +205,7 @@ def create_app(settings: Settings, services: Services | None = None) -> web.Appl
             app[METERING] = await Metering.start(built, settings)  # /metrics, rollups, usage (lapis.metrics.metering)
             app[BEFORE_DONE] = app[METERING].stream_done  # a stream's usage is journalled before its [DONE]
         await diagnostics_wiring.start(built)  # the Activity Log and diagnostic settings' sinks
+        await budgets_wiring.start(built, app.get(METERING))  # budget evaluator and hard caps (lapis.budgets)
         if settings.demo:
             from lapis import demo
 
@@ -218,6 +220,7 @@ def create_app(settings: Settings, services: Services | None = None) -> web.Appl
         for task in app[BACKGROUND]:
             task.cancel()
         await diagnostics_wiring.stop(app[SERVICES])  # gives log sinks a moment to deliver
+        await budgets_wiring.stop(app[SERVICES])
         await app[SERVICES].gate.close()
         await app[SERVICES].serving.close()
         await app[SERVICES].store.close()
@@ -232,6 +235,7 @@ def create_app(settings: Settings, services: Services | None = None) -> web.Appl
     app.router.add_get("/metrics", metrics_endpoint)
     insights.add_routes(arm.router)
     costs.add_routes(arm.router)
+    budget_routes.add_routes(arm.router)  # Microsoft.Consumption/budgets
     admin.add_routes(app, lambda: app[SERVICES])
     serving_routes.add_routes(app, lambda: app[SERVICES])
     identity_routes.add_routes(app, lambda: app[SERVICES])

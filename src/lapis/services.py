@@ -45,6 +45,7 @@ class Services:
     audit: Any = None  # lapis.audit.recorder.AuditRecorder: management writes and denials (Activity Log)
     diagnostics: Any = None  # lapis.diagnostics.dispatcher.Diagnostics: diagnostic settings and their sinks
     private_endpoints: Any = None  # lapis.network.private_endpoints.PrivateEndpoints: extra listeners, one account each
+    budgets: Any = None  # lapis.budgets.Budgets: budgets, their notifications and hard caps (check() on the data plane)
     _tasks: set = field(default_factory=set)
 
     async def refresh_account(self, account_id: str) -> None:

@@ -45,6 +45,8 @@ class Settings:
     metrics_flush_s: float = 5.0  # LAPIS_METRICS_FLUSH_SECONDS: rollups go from memory to the store this often
     usage_retention_days: int = 400  # LAPIS_USAGE_RETENTION_DAYS: metered requests kept (cost history)
     upstream_deadline_s: float = 120.0  # LAPIS_UPSTREAM_DEADLINE_S: a request's budget for engine attempts and retries
+    budget_interval_s: float = 5.0  # LAPIS_BUDGET_INTERVAL_S: seconds between budget evaluations
+    budget_clock_offset_s: float = 0.0  # LAPIS_BUDGET_CLOCK_OFFSET_S: tests only: moves budget periods
     extra: dict[str, str] = field(default_factory=dict)
 
     @property
@@ -108,6 +110,8 @@ def load(env: dict[str, str] | None = None, **overrides: object) -> Settings:
         metrics_retention_days=_int(env, "LAPIS_METRICS_RETENTION_DAYS", 93),
         metrics_flush_s=_float(env, "LAPIS_METRICS_FLUSH_SECONDS", 5.0),
         usage_retention_days=_int(env, "LAPIS_USAGE_RETENTION_DAYS", 400),
+        budget_interval_s=_float(env, "LAPIS_BUDGET_INTERVAL_S", 5.0),
+        budget_clock_offset_s=_float(env, "LAPIS_BUDGET_CLOCK_OFFSET_S", 0.0),
         upstream_deadline_s=_float(env, "LAPIS_UPSTREAM_DEADLINE_S", 120.0),
     )
     values.update({k: v for k, v in overrides.items() if v is not None})

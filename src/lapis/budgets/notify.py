@@ -61,8 +61,9 @@ def payload(budget: Budget, note: Notification, spent: float, forecast: float,
 
 
 async def deliver(session: Callable[[], aiohttp.ClientSession], url: str, body: dict[str, Any],
-                  attempts: int = ATTEMPTS, backoff_s: float = BACKOFF_S) -> bool:
+                  attempts: int = ATTEMPTS, backoff_s: float | None = None) -> bool:
     """POST `body` to `url` until a 2xx; True when delivered."""
+    backoff_s = BACKOFF_S if backoff_s is None else backoff_s
     data = json.dumps(body, separators=(",", ":")).encode()
     for attempt in range(1, attempts + 1):
         try:

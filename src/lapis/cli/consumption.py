@@ -18,6 +18,7 @@ from typing import Annotated, Any, Optional
 
 import typer
 
+from lapis.cli.budgets import budget_app
 from lapis.cli.client import CliError, path
 from lapis.cli.common import Output, Query, Subscription, client, new_typer, show, subscription_id
 from lapis.cli.output import OutputFormat, field
@@ -32,6 +33,7 @@ AGGREGATION = {"inputTokens": "InputTokens", "cachedInputTokens": "CachedInputTo
 consumption_app = new_typer("Inspect the usage and cost of your resources.")
 usage_app = new_typer("Tokens and cost of the metered requests.")
 consumption_app.add_typer(usage_app, name="usage")
+consumption_app.add_typer(budget_app, name="budget")  # lapis.cli.budgets
 
 
 def grouping(value: str) -> list[dict[str, str]]:

@@ -16,6 +16,7 @@ management API modelled on `az` (flags spelled as az spells them).
     lapis admin quota-request list|approve|reject
     lapis monitor metrics list|list-definitions         (and the groups lapis.cli.diagnostics adds)
     lapis consumption usage list                         (tokens and cost per deployment, model or tag)
+    lapis consumption budget create|list|show|update|delete   (with Lapis's webhook and hard cap)
     lapis keyvault key create|rotate|show|list|list-versions|set-attributes|disable|enable
     lapis network private-endpoint create|show|list|delete  (plus --address/--port: a listener per endpoint)
     lapis backend create|list|show|delete               (Lapis's own: engines per region and model)

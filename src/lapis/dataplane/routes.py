@@ -113,6 +113,7 @@ class DataPlane:
             raise errors.invalid_key()
         if bearer and (not v1 or _looks_like_jwt(key)):
             await self._check_token(request, entry, key, v1, operation)
+            self.services.budgets.check(entry)  # a spent hard-capped budget: 429 (lapis.budgets)
             return entry
         if entry.disable_local_auth:
             raise errors.key_auth_disabled()
@@ -120,6 +121,7 @@ class DataPlane:
         if which is None:
             raise errors.invalid_key()
         request[CALLER] = which
+        self.services.budgets.check(entry)
         return entry
 
     async def _check_token(self, request: web.Request, entry: AccountEntry, token: str, v1: bool,

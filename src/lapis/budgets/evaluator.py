@@ -45,6 +45,7 @@ from lapis.budgets import notify
 from lapis.budgets.model import Budget, Notification
 from lapis.budgets.periods import forecast, iso, utc
 from lapis.budgets.store import BudgetStore
+from lapis.errors.base import ApiError
 from lapis.errors.budgets import budget_exceeded
 from lapis.usage import usage_totals
 
@@ -63,7 +64,7 @@ class Block:
     period_start: datetime
     until: float  # budget-clock epoch seconds: the next period's start
 
-    def error(self, now: float) -> Exception:
+    def error(self, now: float) -> ApiError:
         seconds = max(1, math.ceil(self.until - now))
         return budget_exceeded(self.budget.name, self.budget.scope, self.budget.amount, self.spent,
                                self.budget.time_grain, iso(self.period_start), iso(utc(self.until)), seconds)

@@ -67,7 +67,7 @@ class AccountEntry:
 
     def which_key(self, presented: str) -> str | None:
         """"key1", "key2" or None; both keys are always compared, in constant time."""
-        given = presented.encode()
+        given = presented.encode("utf-8", "surrogateescape")  # header bytes that were not UTF-8 match nothing
         first = hmac.compare_digest(given, self.keys[0])
         second = hmac.compare_digest(given, self.keys[1])
         return "key1" if first else "key2" if second else None

@@ -131,7 +131,7 @@ def add_routes(app: web.Application, services: Callable[[], Services]) -> None:
     async def app_service(request: web.Request) -> web.Response:
         identity = ident(request)
         presented = request.headers.get("X-IDENTITY-HEADER", "")
-        if not hmac.compare_digest(presented.encode(), identity.identity_header.encode()):
+        if not hmac.compare_digest(presented.encode("utf-8", "surrogateescape"), identity.identity_header.encode()):
             raise errors.mi_identity_header_invalid()
         if not request.query.get("api-version"):
             raise errors.mi_missing_parameter("api-version")

@@ -103,7 +103,7 @@ def unverified_kid(token: str) -> str:
     """The kid in a token's header, without checking anything else."""
     try:
         header = jwt.get_unverified_header(token)
-    except jwt.PyJWTError as exc:
+    except (jwt.PyJWTError, UnicodeError) as exc:  # UnicodeError: header bytes that were not UTF-8
         raise InvalidToken(f"malformed token: {exc}") from None
     kid = header.get("kid")
     if not isinstance(kid, str) or not kid:

@@ -237,7 +237,8 @@ def check_admin(services: Services, request: web.Request) -> None:
     if not header:
         raise errors.arm_missing_auth()
     scheme, _, token = header.partition(" ")
-    if scheme.lower() != "bearer" or not hmac.compare_digest(token.strip().encode(), services.admin_token.encode()):
+    presented = token.strip().encode("utf-8", "surrogateescape")  # header bytes that were not UTF-8 match nothing
+    if scheme.lower() != "bearer" or not hmac.compare_digest(presented, services.admin_token.encode()):
         raise errors.arm_invalid_token()
 
 
@@ -259,7 +260,7 @@ async def authenticate(services: Services, request: web.Request) -> Caller:
     token = token.strip()
     if scheme.lower() != "bearer" or not token:
         raise errors.arm_invalid_token()
-    if hmac.compare_digest(token.encode(), services.admin_token.encode()):
+    if hmac.compare_digest(token.encode("utf-8", "surrogateescape"), services.admin_token.encode()):
         return Caller(admin=True)
     try:
         claims = await verify_bearer(services, token, MANAGEMENT_AUDIENCES)

@@ -106,13 +106,13 @@ def load(env: dict[str, str] | None = None, **overrides: object) -> Settings:
         workspace_file_bytes=_int(env, "LAPIS_WORKSPACE_FILE_BYTES", 64 * 1024 * 1024),
         workspace_files=_int(env, "LAPIS_WORKSPACE_FILES", 4),
         eventhubs_url=env.get("LAPIS_EVENTHUBS_URL", ""),
+        upstream_deadline_s=_float(env, "LAPIS_UPSTREAM_DEADLINE_S", 120.0),
         metrics=env.get("LAPIS_METRICS", "on").lower() not in ("off", "0", "false", "no"),
         metrics_retention_days=_int(env, "LAPIS_METRICS_RETENTION_DAYS", 93),
         metrics_flush_s=_float(env, "LAPIS_METRICS_FLUSH_SECONDS", 5.0),
         usage_retention_days=_int(env, "LAPIS_USAGE_RETENTION_DAYS", 400),
         budget_interval_s=_float(env, "LAPIS_BUDGET_INTERVAL_S", 5.0),
         budget_clock_offset_s=_float(env, "LAPIS_BUDGET_CLOCK_OFFSET_S", 0.0),
-        upstream_deadline_s=_float(env, "LAPIS_UPSTREAM_DEADLINE_S", 120.0),
     )
     values.update({k: v for k, v in overrides.items() if v is not None})
     return Settings(**values)  # type: ignore[arg-type]

@@ -4,9 +4,9 @@ Output is az's: the ARM resource flattened (properties lifted to the top
 level), `resourceGroup` added when the scope is in a group, and on `list`
 the `roleDefinitionName` (and `principalName` when known) az adds.
 
---assignee takes an object id. An application (client) id is taken as is
-too: until the identity directory can resolve app ids to service-principal
-object ids, the value is used as the principal id unchanged.
+--assignee takes an object id, a service principal's appId (or a managed
+identity's clientId) or a user principal name, resolved to the object id as az
+does (lapis.cli.assignees); --assignee-object-id skips the lookup.
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ from typing import Annotated, Any, Optional
 
 import typer
 
+from lapis.cli import assignees
 from lapis.cli.client import CliError, Client
 from lapis.cli.common import Output, Query, Subscription, client, new_typer, show, subscription_id
 from lapis.cli.output import OutputFormat, field, with_resource_group
@@ -32,7 +33,8 @@ role_app.add_typer(assignment_app, name="assignment")
 role_app.add_typer(definition_app, name="definition")
 
 Assignee = Annotated[Optional[str], typer.Option(
-    "--assignee", help="Represent a user, group, or service principal (its object id or app id).")]
+    "--assignee", help="Represent a user, group, or service principal: object id, app id or user principal "
+    "name.")]
 AssigneeObjectId = Annotated[Optional[str], typer.Option(
     "--assignee-object-id", help="The assignee's object id (skips any lookup).")]
 PrincipalType = Annotated[Optional[str], typer.Option(
@@ -65,14 +67,12 @@ def _default_scope(api: Client, subscription: str | None) -> str:
     return f"/subscriptions/{subscription_id(api, subscription)}"
 
 
-def _principal(assignee: str | None, object_id: str | None) -> str | None:
-    value = object_id or assignee
-    if value is None:
-        return None
-    if not _GUID.match(value.strip()):
-        raise CliError(f"Cannot find user or service principal in graph database for '{value}'. "
-                       "Use its object id (a GUID).")
-    return value.strip().lower()
+def _principal(api: Client, assignee: str | None, object_id: str | None) -> str | None:
+    if object_id is not None:
+        if not _GUID.match(object_id.strip()):
+            raise assignees.not_found(object_id)
+        return object_id.strip().lower()
+    return assignees.resolve(api, assignee) if assignee is not None else None
 
 
 def _role_id(api: Client, role: str, scope: str) -> str:
@@ -100,7 +100,7 @@ def assignment_create(role: Role = None, assignee: Assignee = None, assignee_obj
     api = client()
     if not role:
         raise CliError("the following arguments are required: --role")
-    principal = _principal(assignee, assignee_object_id)
+    principal = _principal(api, assignee, assignee_object_id)
     if principal is None:
         raise CliError("usage error: --assignee | --assignee-object-id")
     if not scope:
@@ -119,7 +119,7 @@ def _list(api: Client, assignee: str | None, role: str | None, scope: str | None
           everything: bool) -> list[dict[str, Any]]:
     where = (scope or _default_scope(api, subscription)).rstrip("/")
     filters = []
-    principal = _principal(assignee, None)
+    principal = _principal(api, assignee, None)
     if principal:
         filters.append(f"principalId eq '{principal}'")
     if not everything:

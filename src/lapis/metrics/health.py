@@ -13,6 +13,9 @@ request):
                                                 open members, failures by kind, breaker
                                                 transitions)
     lapis_usage_* / lapis_rollup_*              the metering queues (lapis.metrics.metering)
+    lapis_sink_queue_depth{sink}                each log sink's queue now (lapis.diagnostics),
+    lapis_sink_{delivered,dropped,failed}_total   and what it delivered, dropped when full,
+                                                and failed to deliver (attempts)
 
 More collectors register through MetricsHub.register (lapis.metrics.exposition).
 """
@@ -66,3 +69,20 @@ def balancer_metrics(services: Any) -> Iterator[Metric]:
     for transition, count in sorted(dict(getattr(stats, "breaker", {})).items()):
         breaker.add_metric([transition], count)
     yield breaker
+
+
+def sink_metrics(services: Any) -> Iterator[Metric]:
+    """The log sinks' queues (lapis.diagnostics: one per destination, plus the activity log)."""
+    diagnostics = getattr(services, "diagnostics", None)
+    counters = diagnostics.counters() if diagnostics is not None else {}
+    depth = GaugeMetricFamily("lapis_sink_queue_depth", "Records waiting in a log sink's queue", labels=["sink"])
+    totals = {name: CounterMetricFamily(f"lapis_sink_{name}", text, labels=["sink"]) for name, text in (
+        ("delivered", "Records a log sink delivered"),
+        ("dropped", "Records a log sink dropped because its queue was full"),
+        ("failed", "Delivery attempts of a log sink that failed"))}
+    for sink, values in sorted(counters.items()):
+        depth.add_metric([sink], values.get("queued", 0))
+        for name, family in totals.items():
+            family.add_metric([sink], values.get(name, 0))
+    yield depth
+    yield from totals.values()

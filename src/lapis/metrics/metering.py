@@ -61,6 +61,7 @@ class Metering:
         self.hub.register(lambda: health.limiter_metrics(services))
         self.hub.register(lambda: health.backend_metrics(services))
         self.hub.register(lambda: health.balancer_metrics(services))
+        self.hub.register(lambda: health.sink_metrics(services))
         self.hub.register(self._own_metrics)
         self._tasks: list[asyncio.Task[None]] = []
         self._usage_task: asyncio.Task[None] | None = None

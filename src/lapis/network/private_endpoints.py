@@ -108,6 +108,8 @@ class PrivateEndpoints:
             raise errors.resource_not_found()
         return True
 
+    # -- ARM's view -------------------------------------------------------------------
+
     async def connections(self, accounts: list[Account]) -> dict[str, list[dict[str, Any]]]:
         """Each account's `properties.privateEndpointConnections`, by internal id."""
         by_id = {a.id: a for a in accounts}

@@ -32,8 +32,9 @@ def account(server, public: bool = True) -> tuple[str, str, str]:
     props = {"customSubDomainName": name, "publicNetworkAccess": "Enabled" if public else "Disabled"}
     assert server.arm("PUT", path, {"kind": "OpenAI", "sku": {"name": "S0"}, "location": "eastus",
                                     "properties": props}).status_code == 201
-    server.arm("PUT", f"{path}/deployments/chat", {"sku": {"name": "Standard", "capacity": 10},
-                                                   "properties": {"model": {"format": "OpenAI", "name": "gpt-4o-mini"}}})
+    server.arm("PUT", f"{path}/deployments/chat", {
+        "sku": {"name": "Standard", "capacity": 10},
+        "properties": {"model": {"format": "OpenAI", "name": "gpt-4o-mini"}}})
     return name, server.arm("POST", f"{path}/listKeys").json()["key1"], path
 
 
@@ -43,7 +44,8 @@ def chat(base: str, name: str, key: str) -> requests.Response:
 
 
 def endpoint_path(name: str) -> str:
-    return f"/subscriptions/{DEFAULT_SUBSCRIPTION}/resourceGroups/{GROUP}/providers/Microsoft.Network/privateEndpoints/{name}"
+    return (f"/subscriptions/{DEFAULT_SUBSCRIPTION}/resourceGroups/{GROUP}"
+            f"/providers/Microsoft.Network/privateEndpoints/{name}")
 
 
 def put_endpoint(server, name: str, target: str, **listener) -> requests.Response:

@@ -19,14 +19,13 @@ WARN for a 4xx, ERROR for a 5xx or a record of level Error.
 
 from __future__ import annotations
 
-import json
 import time
 from datetime import datetime, timezone
 from typing import Any, Callable
 
 import aiohttp
 
-from lapis.diagnostics.webhook import TIMEOUT, check_status
+from lapis.diagnostics.webhook import post_json
 
 SEVERITY = {"INFO": 9, "WARN": 13, "ERROR": 17}
 
@@ -96,11 +95,7 @@ class OtlpSink:
         self._session = session
 
     async def deliver(self, records: list[dict[str, Any]]) -> None:
-        body = json.dumps(export_body(records), separators=(",", ":")).encode()
-        async with self._session().post(self.url, data=body, timeout=TIMEOUT,
-                                        headers={"Content-Type": "application/json"}) as response:
-            await response.read()
-            check_status(response.status, self.url)
+        await post_json(self._session(), self.url, export_body(records))
 
     async def close(self) -> None:
         return None

@@ -31,6 +31,14 @@ def check_status(status: int, where: str) -> None:
     raise Rejected(f"{where} answered HTTP {status}")
 
 
+async def post_json(session: aiohttp.ClientSession, url: str, payload: Any) -> None:
+    """One delivery attempt of a JSON body (the webhook and OTLP sinks)."""
+    body = json.dumps(payload, separators=(",", ":")).encode()
+    async with session.post(url, data=body, timeout=TIMEOUT, headers={"Content-Type": "application/json"}) as response:
+        await response.read()
+        check_status(response.status, url)
+
+
 class WebhookSink:
     kind = "webhook"
 
@@ -40,11 +48,7 @@ class WebhookSink:
         self._session = session
 
     async def deliver(self, records: list[dict[str, Any]]) -> None:
-        body = json.dumps({"records": records}, separators=(",", ":")).encode()
-        async with self._session().post(self.url, data=body, timeout=TIMEOUT,
-                                        headers={"Content-Type": "application/json"}) as response:
-            await response.read()
-            check_status(response.status, self.url)
+        await post_json(self._session(), self.url, {"records": records})
 
     async def close(self) -> None:
         return None

@@ -244,3 +244,15 @@ async def test_verify_bearer_hook(db, keys, clock):
         await verify_bearer(services, token, tokens.MANAGEMENT_AUDIENCES)  # type: ignore[arg-type]
     with pytest.raises(RuntimeError):
         await verify_bearer(object(), token, {COG})  # type: ignore[arg-type]
+
+
+async def test_issuer_of_another_tenant_is_rejected(keys, clock):
+    """Even signed by our own key: `iss` must be the token's own tenant's."""
+    token, _ = mint(keys, clock)
+    claims = jwt.decode(token, options={"verify_signature": False})
+    claims["iss"] = claims["iss"].replace(TENANT, "00000000-0000-0000-0000-0000000000ff")
+    resigned = jwt.encode(claims, keys.active().private_key, algorithm="RS256", headers={"kid": keys.active().kid})
+    assert reason(keys, resigned, clock.now).startswith("issuer ")
+    claims["iss"] = "https://evil.example/"
+    resigned = jwt.encode(claims, keys.active().private_key, algorithm="RS256", headers={"kid": keys.active().kid})
+    assert reason(keys, resigned, clock.now).startswith("issuer ")

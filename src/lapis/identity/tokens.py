@@ -148,6 +148,10 @@ def verify(keys: SigningKeys, token: str, *, audiences: Iterable[str], now: floa
     for name in ("oid", "tid"):
         if not isinstance(claims.get(name), str):
             raise InvalidToken(f"claim {name!r} missing")
+    # The issuer must be the token's own tenant's (`{base}/{tid}/v2.0`). The
+    # base is not compared: replicas may be reached under different URLs.
+    if not str(claims.get("iss") or "").endswith(f"/{claims['tid']}/v2.0"):
+        raise InvalidToken(f"issuer {claims.get('iss')!r} is not tenant {claims['tid']!r}'s")
     return Claims(oid=claims["oid"], tid=claims["tid"], appid=str(claims.get("appid") or claims.get("azp") or ""),
                   aud=aud, iss=str(claims.get("iss") or ""), exp=exp, nbf=nbf,
                   iat=int(claims.get("iat") or nbf), sub=str(claims.get("sub") or ""), raw=claims)

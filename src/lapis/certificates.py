@@ -60,8 +60,10 @@ def ensure(home: Path) -> TlsFiles:
           .add_extension(ca_ski, critical=False)
           .sign(ca_key, hashes.SHA256()))
     key = ec.generate_private_key(ec.SECP256R1())
-    names = [x509.DNSName("localhost"), x509.DNSName("*.openai.azure.com"),
-             x509.IPAddress(ipaddress.ip_address("127.0.0.1")), x509.IPAddress(ipaddress.ip_address("::1"))]
+    # 127.0.0.2-16 too: private endpoints listen on other loopback addresses
+    # (lapis.network.private_endpoints, default 127.0.0.2) with this certificate.
+    loopbacks = [ipaddress.ip_address(f"127.0.0.{i}") for i in range(1, 17)] + [ipaddress.ip_address("::1")]
+    names = [x509.DNSName("localhost"), x509.DNSName("*.openai.azure.com"), *map(x509.IPAddress, loopbacks)]
     leaf = (x509.CertificateBuilder()
             .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "localhost")]))
             .issuer_name(ca_name).public_key(key.public_key()).serial_number(x509.random_serial_number())

@@ -73,3 +73,26 @@ def test_managed_identity_client_id_and_user_principal_name(setup):
     refused = cli("role", "assignment", "create", "--assignee", "not-a-guid", "--role", ROLE, "--scope", scope,
                   expect=1)
     assert "'not-a-guid'" in refused.stderr
+
+
+def test_create_for_rbac_assigns_the_role_at_each_scope(setup):
+    server, cli, scope = setup
+    sp = cli.json("ad", "sp", "create-for-rbac", "--name", "rbac-app", "--role", ROLE, "--scopes", scope)
+    listed = cli.json("role", "assignment", "list", "--assignee", sp["appId"], "--scope", scope)
+    assert [(a["roleDefinitionName"], a["principalType"], a["scope"].lower()) for a in listed] == [
+        (ROLE, "ServicePrincipal", scope.lower())]
+    token = requests.post(f"{server.url}/{TENANT}/oauth2/v2.0/token", timeout=10, data={
+        "grant_type": "client_credentials", "client_id": sp["appId"], "client_secret": sp["password"],
+        "scope": "https://cognitiveservices.azure.com/.default"}).json()["access_token"]
+    endpoint = server.demo_env()["AZURE_OPENAI_ENDPOINT"]
+    chat = requests.post(f"{endpoint}/openai/deployments/gpt-4o-mini/chat/completions",
+                         params={"api-version": "2024-10-21"}, headers={"Authorization": f"Bearer {token}"},
+                         json={"messages": [{"role": "user", "content": "hi"}]}, timeout=30)
+    assert chat.status_code == 200, chat.text
+
+
+def test_create_for_rbac_wants_role_and_scopes_together(setup):
+    _, cli, scope = setup
+    failed = cli("ad", "sp", "create-for-rbac", "--name", "half", "--role", ROLE, expect=1)
+    assert "--role and --scopes must be given together" in failed.stderr
+    assert not any(p["displayName"] == "half" for p in cli.json("ad", "sp", "list"))  # nothing was created

@@ -22,6 +22,7 @@ import typer
 from lapis.cli.client import CliError, path
 from lapis.cli.common import Output, Query, ResourceGroup, Subscription, client, new_typer, show, subscription_id
 from lapis.cli.output import OutputFormat
+from lapis.cli.role import assign
 
 ad_app = new_typer("Manage Microsoft Entra ID (Lapis's directory) objects.")
 sp_app = new_typer("Manage service principals.")
@@ -43,10 +44,14 @@ def sp_create_for_rbac(
         role: Annotated[Optional[str], typer.Option("--role", help="Role of the service principal.")] = None,
         scopes: Annotated[Optional[list[str]], typer.Option("--scopes", help="Scopes the role applies to.")] = None,
         output: Output = OutputFormat.json, query: Query = None) -> None:
-    """Create a service principal with a client secret (an existing name gets a new secret)."""
+    """Create a service principal with a client secret (an existing name gets a new secret),
+    and with --role and --scopes, assign it that role at each scope."""
+    if bool(role) != bool(scopes):
+        raise CliError("usage error: --role and --scopes must be given together")
     created = _admin("POST", "servicePrincipals", body={"displayName": name})
-    if role or scopes:
-        typer.echo("WARNING: role assignments are not available yet in Lapis; no role was assigned.", err=True)
+    for scope in scopes or ():
+        typer.echo(f"Creating '{role}' role assignment under scope '{scope}'", err=True)
+        assign(client(), str(role), created["objectId"], scope, "ServicePrincipal")
     typer.echo(CREDENTIALS_WARNING, err=True)
     show({k: created[k] for k in ("appId", "displayName", "password", "tenant")}, output, query)
 

@@ -91,6 +91,15 @@ def _role_names(api: Client, scope: str) -> dict[str, str]:
             for d in api.value(f"{scope}{PROVIDER}/roleDefinitions", AUTH_API)}
 
 
+def assign(api: Client, role: str, principal: str, scope: str, principal_type: str | None = None) -> dict[str, Any]:
+    """PUT one role assignment (a new GUID) of `role` to `principal` at `scope`; the created resource."""
+    properties = {"roleDefinitionId": _role_id(api, role, scope), "principalId": principal}
+    if principal_type:
+        properties["principalType"] = principal_type
+    return api.request("PUT", f"{scope.rstrip('/')}{PROVIDER}/roleAssignments/{uuid.uuid4()}",
+                       {"properties": properties}, AUTH_API)
+
+
 @assignment_app.command("create")
 def assignment_create(role: Role = None, assignee: Assignee = None, assignee_object_id: AssigneeObjectId = None,
                       assignee_principal_type: PrincipalType = None, scope: Scope = None,
@@ -106,12 +115,7 @@ def assignment_create(role: Role = None, assignee: Assignee = None, assignee_obj
     if not scope:
         raise CliError("--scope is required. Please specify a scope, e.g. a subscription, resource group or "
                        "resource id.")
-    properties = {"roleDefinitionId": _role_id(api, role, scope), "principalId": principal}
-    if assignee_principal_type:
-        properties["principalType"] = assignee_principal_type
-    name = str(uuid.uuid4())
-    created = api.request("PUT", f"{scope.rstrip('/')}{PROVIDER}/roleAssignments/{name}",
-                          {"properties": properties}, AUTH_API)
+    created = assign(api, role, principal, scope, assignee_principal_type)
     show(with_resource_group(flatten(created)), output, query, ASSIGNMENT_COLUMNS)
 
 

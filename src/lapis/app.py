@@ -16,7 +16,6 @@ import logging
 import os
 import random
 import secrets
-import uuid
 from typing import Awaitable, Callable
 
 from aiohttp import web
@@ -73,6 +72,14 @@ def _is_arm(request: web.Request) -> bool:
 
 
 _ids = random.Random()  # request ids must be unique, not secret: no system call per request
+_VERSION_4 = (0x4 << 76) | (0x8 << 60)  # the version nibble and the RFC 4122 variant bits
+_CLEAR = ~((0xF << 76) | (0xC << 60)) & ((1 << 128) - 1)
+
+
+def request_id() -> str:
+    """A random version-4 UUID in its 8-4-4-4-12 form (what uuid.uuid4() gives, cheaper)."""
+    h = f"{(_ids.getrandbits(128) & _CLEAR) | _VERSION_4:032x}"
+    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
 
 
 async def tracing_headers(request: web.Request, response: web.StreamResponse) -> None:
@@ -107,7 +114,7 @@ def azure_envelope(max_body_bytes: int):  # noqa: ANN201 - an aiohttp middleware
 
     @web.middleware
     async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-        request[REQUEST_ID] = str(uuid.UUID(int=_ids.getrandbits(128), version=4))
+        request[REQUEST_ID] = request_id()
         observers = observed(request)
         if not observers:
             return await _answer(request, handler, max_body_bytes)

@@ -45,3 +45,15 @@ async def test_unexpected_failure_is_azures_500_with_the_request_id(tmp_path):
         assert f"(Please include the request ID {request_id} in your message.)" in body["error"]["message"]
         assert "Traceback" not in await resp.text() and "exploded" not in await resp.text()
         assert re.fullmatch(r"[0-9a-f-]{36}", request_id)
+
+
+def test_request_ids_are_version_4_uuids_and_unique() -> None:
+    import uuid
+
+    from lapis.app import request_id
+
+    ids = {request_id() for _ in range(5000)}
+    assert len(ids) == 5000
+    for value in list(ids)[:500]:
+        parsed = uuid.UUID(value)
+        assert str(parsed) == value and parsed.version == 4 and parsed.variant == uuid.RFC_4122

@@ -14,6 +14,7 @@ path); a stream its client dropped is charged for what was generated.
 from __future__ import annotations
 
 import asyncio
+import functools
 import math
 from dataclasses import dataclass
 from typing import Any
@@ -73,15 +74,19 @@ class Admission:
 
     def headers(self, provisioned: bool) -> dict[str, str]:
         d, limits = self.decision, self.limits
-        out = {"x-ratelimit-limit-requests": str(requests_per_minute(limits)),
-               "x-ratelimit-remaining-requests": str(d.remaining_requests)}
+        rpm, tpm = _limit_texts(limits)
         if provisioned:
             used = 100.0 * (limits.tokens - d.remaining_tokens) / max(limits.tokens, 1)
-            out["azure-openai-deployment-utilization"] = f"{used:.1f}%"
-        else:
-            out["x-ratelimit-limit-tokens"] = str(limits.tokens)
-            out["x-ratelimit-remaining-tokens"] = str(d.remaining_tokens)
-        return out
+            return {"x-ratelimit-limit-requests": rpm, "x-ratelimit-remaining-requests": str(d.remaining_requests),
+                    "azure-openai-deployment-utilization": f"{used:.1f}%"}
+        return {"x-ratelimit-limit-requests": rpm, "x-ratelimit-remaining-requests": str(d.remaining_requests),
+                "x-ratelimit-limit-tokens": tpm, "x-ratelimit-remaining-tokens": str(d.remaining_tokens)}
+
+
+@functools.lru_cache(maxsize=4096)
+def _limit_texts(limits: Limits) -> tuple[str, str]:
+    """A deployment's limit headers never change: (requests per minute, tokens), as text, once."""
+    return str(requests_per_minute(limits)), str(limits.tokens)
 
 
 class Gate:

@@ -22,3 +22,4 @@ FIRST_BYTE = web.RequestKey("first_byte", float)  # loop time the status line we
 STARTED = web.RequestKey("started", float)  # loop time the request arrived
 ERROR_CODE = web.RequestKey("error_code", str)  # Azure error code of the answer, when it was an error
 SPILLED_FROM = web.RequestKey("spilled_from", str)  # the deployment whose 429 sent this one to its spillover
+CONTENT = web.RequestKey("content", dict)  # prompt and response text, only when a diagnostic setting asks

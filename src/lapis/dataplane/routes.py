@@ -21,6 +21,7 @@ from lapis.dataplane import admission, apiversions, chat, embeddings, network, r
 from lapis.dataplane.directory import AccountEntry, DeploymentEntry
 from lapis.dataplane.protocol import ChatRequest, CompletionsRequest, EmbeddingsRequest, decode
 from lapis.dataplane.streaming import stream_chat
+from lapis.diagnostics import content
 from lapis.errors import catalogue as errors
 from lapis.errors import keyvault as keyvault_errors
 from lapis.identity.service import verify_bearer
@@ -224,6 +225,7 @@ class DataPlane:
             name = _model_from(body)
         dep = self._deployment(request, entry, name, "chat")
         req = decode(body, ChatRequest)
+        content.capture(request, self.services, body, "messages")  # only when a diagnostic setting asks
         call, prompt = chat.resolve_chat(req, dep)
         ticket, dep, route = await self._admit(request, entry, dep, admission.chat_cost(req, dep), "chat")
         used = 0
@@ -237,6 +239,7 @@ class DataPlane:
                 used = sum(counts)
                 return response
             result = await self._complete(request, route, call)
+            content.answered(request, result.choices)
             prompt, completion = chat.usage_of(result, prompt, call.tokenizer)
             request[USAGE] = (prompt, completion, 0)
             used = prompt + completion
@@ -250,6 +253,7 @@ class DataPlane:
         body = await self._body(request)
         dep = self._deployment(request, entry, request.match_info.get("deployment"), "completions")
         req = decode(body, CompletionsRequest)
+        content.capture(request, self.services, body, "prompt")
         calls, prompts = chat.resolve_completions(req, dep)
         prompt = sum(prompts)
         if req.stream and len(calls) > 1:
@@ -277,6 +281,7 @@ class DataPlane:
                 for choice in result.choices:
                     choices.append(choice.__class__(len(choices), choice.content, choice.finish_reason))
             prompt = counted_prompt
+            content.answered(request, choices, text=True)
             request[USAGE] = (prompt, completion, 0)
             used = prompt + completion
             payload = responses.text_completion(choices, dep.model_id, prompt, completion, len(calls))
@@ -291,6 +296,7 @@ class DataPlane:
         name = _model_from(body) if v1 else request.match_info.get("deployment")
         dep = self._deployment(request, entry, name, "embeddings")
         req = decode(body, EmbeddingsRequest)
+        content.capture(request, self.services, body, "input")
         call, prompt, as_base64 = embeddings.resolve(req, dep)
         ticket, dep, route = await self._admit(request, entry, dep, admission.embeddings_cost(call.inputs),
                                                "embeddings")

@@ -22,6 +22,7 @@ from lapis.requestkeys import REQUEST_ID
 from lapis.backends.base import ChatCall, Choice, UpstreamError, Usage
 from lapis.dataplane.chat import completion_tokens
 from lapis.dataplane.responses import ChunkMaker, TextChunkMaker
+from lapis.diagnostics import content
 from lapis.errors import ApiError
 from lapis.errors import catalogue as errors
 
@@ -95,6 +96,7 @@ async def stream_chat(request: web.Request, generator: Any, call: ChatCall, mode
         await _write_error(response, errors.internal_error(request_id).json())
     finally:
         await generator.aclose()
+        content.streamed(request, pieces, calls, text)  # the text sent, when a diagnostic setting asks
     return response, _used(reported, prompt_tokens, pieces, calls, finish, call)
 
 

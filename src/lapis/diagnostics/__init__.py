@@ -10,6 +10,7 @@
     otlp.py        OTLP/HTTP JSON logs
     metrics.py     AllMetrics per minute
     query.py       the small query language of `lapis monitor log-analytics query`
+    content.py     opt-in prompt and response text: capture, sealing at rest, opening on query
     dispatcher.py  Diagnostics: settings in force, sinks, the data-plane observer
     wiring.py      start and stop, from create_app
 """

@@ -14,6 +14,12 @@ Residency: a route carries the region of its setting's account, and a record
 reaches a route only when the record's account is the setting's account and
 the regions agree (lapis.diagnostics.settings explains the rest).
 
+Prompt and response text: a route whose setting asks (lapisIncludeContent)
+gets the RequestResponse record with the request's text in its properties
+(lapis.diagnostics.content); the others never see it. `wants_content(account
+id)` tells the data plane whether to keep text at all: one set lookup,
+rebuilt with the routes.
+
 Settings change through the ARM routes (which call `reload()`), and on other
 replicas through PostgreSQL NOTIFY on `lapis_diagnostics`. A reload keeps the
 queue of every sink whose setting and destination did not change.
@@ -30,6 +36,7 @@ from typing import Any
 import aiohttp
 
 from lapis.auth.actions import CHAT, COMPLETIONS, EMBEDDINGS, MODELS_LIST
+from lapis.diagnostics import content
 from lapis.diagnostics.eventhubs import EventHubSink
 from lapis.diagnostics.files import ArchiveSink, TableFiles, WorkspaceSink
 from lapis.diagnostics.metrics import MinuteMetrics
@@ -57,6 +64,7 @@ class Route:
     categories: frozenset[str]
     metrics: bool
     queues: list[SinkQueue]
+    content: bool = False  # its RequestResponse records carry the request's text
 
 
 def categories_of(record: RequestRecord) -> tuple[str, ...]:
@@ -79,6 +87,9 @@ class Diagnostics:
         self.eventhubs_url = eventhubs_url or "redis://127.0.0.1:6379/0"
         self.home: Path = services.settings.home
         self.routes: dict[str, list[Route]] = {}  # account id -> its settings in force
+        self.content_accounts: frozenset[str] = frozenset()  # accounts a setting keeps text for
+        self.keyring = getattr(services.store, "keyring", None)  # seals and opens that text
+        self.opener = content.Opener(self.keyring)
         self.queues: dict[str, SinkQueue] = {}  # sink identity -> its queue
         self.metrics = MinuteMetrics()
         self._tables: dict[Path, TableFiles] = {}
@@ -90,6 +101,7 @@ class Diagnostics:
     # -- life cycle --------------------------------------------------------------
 
     async def start(self) -> None:
+        self.opener.loop = asyncio.get_running_loop()
         await self.reload()
         await self.store.db.listen(CHANGED_CHANNEL, lambda _account: self._spawn(self.reload()))
         self._spawn(self._flush_metrics_forever())
@@ -126,9 +138,11 @@ class Diagnostics:
                     wanted[identity] = queue
                     queues.append(queue)
                 routes.setdefault(setting.account_id, []).append(
-                    Route(setting.name, setting.location, setting.log_categories(), setting.metrics_enabled(), queues))
+                    Route(setting.name, setting.location, setting.log_categories(), setting.metrics_enabled(), queues,
+                          setting.includes_content()))
             retired = [q for identity, q in self.queues.items() if identity not in wanted]
             self.queues, self.routes = wanted, routes
+            self.content_accounts = frozenset(s.account_id for s in settings if s.includes_content())
         for queue in retired:
             self._spawn(queue.close())
 
@@ -150,7 +164,7 @@ class Diagnostics:
         folder = self.home / "workspaces" / subscription.lower() / group.lower() / workspace.lower()
         files = self._tables.get(folder)
         if files is None:
-            files = self._tables[folder] = TableFiles(folder, self.file_bytes, self.file_keep)
+            files = self._tables[folder] = TableFiles(folder, self.file_bytes, self.file_keep, self.opener)
         return files
 
     def _queue(self, setting: DiagnosticSetting, destination: Destination) -> SinkQueue:
@@ -158,9 +172,9 @@ class Diagnostics:
         name = f"{parts[4] if len(parts) > 4 else ''}/{parts[-1]}/{setting.name}/{destination.kind}"
         sink: Any
         if destination.kind == "workspace":
-            sink = WorkspaceSink(name, self.workspace_files(*destination.path))
+            sink = WorkspaceSink(name, self.workspace_files(*destination.path), self.keyring)
         elif destination.kind == "storage":
-            sink = ArchiveSink(name, self.home / "storage" / destination.path[0])
+            sink = ArchiveSink(name, self.home / "storage" / destination.path[0], self.keyring)
         elif destination.kind == "eventhub":
             sink = EventHubSink(name, self._broker(), destination.path[0], destination.path[1])
         elif destination.kind == "webhook":
@@ -181,6 +195,10 @@ class Diagnostics:
 
     # -- feeding -----------------------------------------------------------------
 
+    def wants_content(self, account_id: str) -> bool:
+        """Whether a setting of the account keeps prompt and response text (the data plane asks)."""
+        return account_id in self.content_accounts
+
     def observe(self, record: RequestRecord) -> None:
         """A data-plane observer: shape and queue, never wait."""
         routes = self.routes.get(record.account_id)
@@ -195,9 +213,13 @@ class Diagnostics:
             for category in categories_of(record):
                 if category not in route.categories:
                     continue
-                item = shaped.get(category)
+                with_text = route.content and category == "RequestResponse" and record.content is not None
+                name = category + "+content" if with_text else category
+                item = shaped.get(name)
                 if item is None:
-                    item = shaped[category] = self._shape(record, category)
+                    item = shaped[name] = self._shape(record, category)
+                    if with_text:
+                        item = shaped[name] = content.with_content(item, record.account_id, record.content)
                 for queue in route.queues:
                     queue.offer(item)
         if wants_metrics:

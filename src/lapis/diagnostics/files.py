@@ -11,7 +11,10 @@ ArchiveSink writes Azure's storage layout, one JSON line per record:
 LAPIS_HOME/storage/{account}/insights-logs-{category}/resourceId=/SUBSCRIPTIONS/…
 /y=2024/m=05/d=24/h=12/m=00/PT1H.json (metrics under insights-metrics-pt1m).
 
-Writes run in a worker thread, off the event loop.
+Writes run in a worker thread, off the event loop. Records carrying prompt
+and response text are sealed there, under the account's data key, before
+anything is written (lapis.diagnostics.content); reading a workspace opens
+them again (TableFiles' `opener`).
 """
 
 from __future__ import annotations
@@ -24,16 +27,18 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Iterator
 
+from lapis.diagnostics import content
 from lapis.diagnostics.shaping import workspace_row
 
 
 class TableFiles:
     """The rotated JSON-lines files of one workspace folder."""
 
-    def __init__(self, folder: Path, max_bytes: int, keep: int):
+    def __init__(self, folder: Path, max_bytes: int, keep: int, opener: content.Opener | None = None):
         self.folder = folder
         self.max_bytes = max_bytes
         self.keep = keep
+        self.opener = opener  # opens sealed text in the rows read
         self._lock = threading.Lock()
 
     def path(self, table: str, generation: int = 0) -> Path:
@@ -62,16 +67,18 @@ class TableFiles:
                 source.rename(self.path(table, generation + 1))
 
     def rows(self, table: str) -> Iterator[dict[str, Any]]:
-        """Every row of `table`, oldest file first; a torn last line is skipped."""
+        """Every row of `table`, oldest file first, its text opened; a torn last line is skipped."""
         with self._lock:
             paths = [self.path(table, g) for g in range(self.keep, -1, -1)]
             chunks = [p.read_bytes() for p in paths if p.exists()]
+        opened = self.opener.reader() if self.opener is not None else None
         for chunk in chunks:
             for line in chunk.splitlines():
                 try:
-                    yield json.loads(line)
+                    row = json.loads(line)
                 except ValueError:
                     continue
+                yield opened(row) if opened is not None else row
 
     def tables(self) -> list[str]:
         if not self.folder.exists():
@@ -82,16 +89,21 @@ class TableFiles:
 class WorkspaceSink:
     kind = "workspace"
 
-    def __init__(self, name: str, files: TableFiles):
+    def __init__(self, name: str, files: TableFiles, keyring: Any = None):
         self.name = name
         self.files = files
+        self.keyring = keyring
 
     async def deliver(self, records: list[dict[str, Any]]) -> None:
+        keys = await content.data_keys(self.keyring, records)
+        await asyncio.to_thread(self._write, records, keys)
+
+    def _write(self, records: list[dict[str, Any]], keys: dict[str, bytes | None]) -> None:
         rows: dict[str, list[dict[str, Any]]] = {}
-        for record in records:
+        for record in content.sealed(records, keys):
             table, row = workspace_row(record)
             rows.setdefault(table, []).append(row)
-        await asyncio.to_thread(self.files.append, rows)
+        self.files.append(rows)
 
     async def close(self) -> None:
         return None
@@ -108,14 +120,15 @@ def archive_path(root: Path, record: dict[str, Any]) -> Path:
 class ArchiveSink:
     kind = "storage"
 
-    def __init__(self, name: str, root: Path):
+    def __init__(self, name: str, root: Path, keyring: Any = None):
         self.name = name
         self.root = root
+        self.keyring = keyring
         self._lock = threading.Lock()
 
-    def _write(self, records: list[dict[str, Any]]) -> None:
+    def _write(self, records: list[dict[str, Any]], keys: dict[str, bytes | None]) -> None:
         grouped: dict[Path, list[str]] = {}
-        for record in records:
+        for record in content.sealed(records, keys):
             grouped.setdefault(archive_path(self.root, record), []).append(json.dumps(record, separators=(",", ":")))
         with self._lock:
             for path, lines in grouped.items():
@@ -124,7 +137,8 @@ class ArchiveSink:
                     handle.write("".join(line + "\n" for line in lines))
 
     async def deliver(self, records: list[dict[str, Any]]) -> None:
-        await asyncio.to_thread(self._write, records)
+        keys = await content.data_keys(self.keyring, records)
+        await asyncio.to_thread(self._write, records, keys)
 
     async def close(self) -> None:
         return None

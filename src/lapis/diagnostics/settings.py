@@ -31,6 +31,17 @@ something that runs on this machine, and adds two of its own:
     webhookUrl        (Lapis's own)  -> batched POST {"records": [...]} to the URL
     otlpEndpoint      (Lapis's own)  -> OTLP/HTTP JSON logs, POST {otlpEndpoint}/v1/logs
 
+Prompt and response text (Lapis only, off by default): a log entry that
+covers RequestResponse (`category: RequestResponse` or `categoryGroup:
+allLogs`) may say `"lapisIncludeContent": true` (a boolean; on any other
+entry it is a 400). While such an entry is enabled, the account's data plane
+keeps each request's messages, prompt or input and the answer's text, and
+this setting's RequestResponse records carry them as `requestContent` and
+`responseContent`; sealed under the account's data key in workspace and
+storage files, in the clear to webhooks, event hubs and OTLP collectors
+(lapis.diagnostics.content says why). Through the CLI it rides in --logs:
+`--logs '[{"category": "RequestResponse", "enabled": true, "lapisIncludeContent": true}]'`.
+
 `marketplacePartnerId` and `serviceBusRuleId` get a 400: Lapis delivers to
 neither, and a setting that silently went nowhere would be worse.
 
@@ -54,6 +65,7 @@ LOG_CATEGORIES = ("Audit", "RequestResponse", "Trace")
 CATEGORY_GROUPS = {"allLogs": frozenset(LOG_CATEGORIES), "audit": frozenset({"Audit"})}
 METRIC_CATEGORY = "AllMetrics"
 SETTING_TYPE = "Microsoft.Insights/diagnosticSettings"
+INCLUDE_CONTENT = "lapisIncludeContent"  # Lapis only: log prompt and response text (see the docstring)
 
 _SEG = r"([A-Za-z0-9_()-][A-Za-z0-9_.()-]*)"  # no leading dot: names become folder names
 WORKSPACE_ID = re.compile(rf"^/subscriptions/{_SEG}/resourceGroups/{_SEG}/providers/Microsoft\.OperationalInsights"
@@ -103,6 +115,11 @@ class DiagnosticSetting:
                 else:
                     found |= CATEGORY_GROUPS.get(entry.get("categoryGroup", ""), frozenset())
         return frozenset(found)
+
+    def includes_content(self) -> bool:
+        """True when an enabled log entry covering RequestResponse asks for prompt and response text."""
+        return any(entry.get("enabled") and entry.get(INCLUDE_CONTENT) is True
+                   for entry in self.properties.get("logs") or [])
 
     def metrics_enabled(self) -> bool:
         return any(m.get("enabled") for m in self.properties.get("metrics") or [])
@@ -168,8 +185,21 @@ def _logs(value: Any) -> list[dict[str, Any]]:
         else:
             raise errors.bad_request("Each entry in 'logs' needs a 'category' or a 'categoryGroup'.")
         item.setdefault("retentionPolicy", {"enabled": False, "days": 0})
+        _include_content(item)
         out.append(item)
     return out
+
+
+def _include_content(item: dict[str, Any]) -> None:
+    """Lapis's opt-in to prompt and response text: a boolean, on an entry that covers RequestResponse."""
+    if INCLUDE_CONTENT not in item:
+        return
+    if not isinstance(item[INCLUDE_CONTENT], bool):
+        raise errors.bad_request(f"The '{INCLUDE_CONTENT}' property of a log setting must be a boolean.")
+    covered = {item["category"]} if item.get("category") else CATEGORY_GROUPS[item["categoryGroup"]]
+    if item[INCLUDE_CONTENT] and "RequestResponse" not in covered:
+        raise errors.bad_request(f"The '{INCLUDE_CONTENT}' property applies only to the RequestResponse category "
+                                 "(or the allLogs group).")  # Lapis's own
 
 
 def _metrics(value: Any) -> list[dict[str, Any]]:

@@ -15,7 +15,9 @@ Azure masks the last part of the caller's address; so does Lapis. Lapis adds
 to `properties` what Azure keeps in metrics or not at all: keyName (key1 or
 key2 for key callers; objectId holds a principal), apiVersion,
 timeToFirstByteMs, promptTokens, completionTokens, cachedTokens, sku and,
-on failures, errorCode. Prompt and completion text are never logged.
+on failures, errorCode. Prompt and completion text are never logged unless
+a setting asks for them (lapisIncludeContent): then its RequestResponse
+records also carry requestContent and responseContent (lapis.diagnostics.content).
 
 Categories: RequestResponse for every data-plane request; Audit for denied
 data-plane requests (401, 403) and for management writes on the account;

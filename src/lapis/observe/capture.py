@@ -7,7 +7,7 @@ import time
 from aiohttp import web
 
 from lapis.observe.record import RequestRecord
-from lapis.requestkeys import ACCOUNT, CALLER, DEPLOYMENT, FIRST_BYTE, REQUEST_ID, SERVED, STARTED, USAGE
+from lapis.requestkeys import ACCOUNT, CALLER, CONTENT, DEPLOYMENT, FIRST_BYTE, REQUEST_ID, SERVED, STARTED, USAGE
 
 OPERATION_NAMES = {"chat": "ChatCompletions_Create", "completions": "Completions_Create",
                    "embeddings": "Embeddings_Create", "models": "Models_List"}
@@ -33,7 +33,7 @@ def record_for(request: web.Request, status: int, error_code: str, streaming: bo
         operation_name=OPERATION_NAMES[operation], api_version=request.query.get("api-version", ""),
         status=status, streaming=streaming, duration_ms=(now - started) * 1000.0,
         ttfb_ms=(first - started) * 1000.0, caller=request.get(CALLER, ""), caller_ip=request.remote or "",
-        error_code=error_code,
+        error_code=error_code, content=request.get(CONTENT),
     )
     account = request.get(ACCOUNT)
     if account is not None:

@@ -13,6 +13,8 @@ What the handlers leave on the request for it (lapis.requestkeys):
     USAGE       (prompt_tokens, completion_tokens, cached_tokens) when the model ran
     SERVED      (member name, location) of the engine that answered
     FIRST_BYTE  loop time the status line went out (on_response_prepare)
+    CONTENT     prompt and response text, only when a diagnostic setting of the
+                account asks for it (lapis.diagnostics.content); None otherwise
 """
 
 from __future__ import annotations
@@ -54,6 +56,7 @@ class RequestRecord:
     served_by: str = ""  # the deployment or member that answered (x-ms-deployment-name)
     served_region: str = ""  # the location whose engine answered
     error_code: str = ""  # Azure error code when status >= 400
+    content: dict[str, str] | None = None  # requestContent / responseContent JSON text (lapis.diagnostics.content)
 
 
 Observer = Callable[[RequestRecord], None]

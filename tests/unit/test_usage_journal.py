@@ -1,11 +1,15 @@
 """The usage journal without a server: replay skips a torn last line and the
-segments a live process holds, a segment is deleted once its rows are
-committed (and kept while they are not), rows beyond memory wait in the
-journal for the next start, a stream observed before [DONE] counts once, and
-streaming calls the hook that observes it before [DONE] goes out."""
+segments a live process holds, honours each segment's mark (a crash between
+the commit and the segment's deletion counts once; two segments with partial
+marks), a segment is deleted once its rows are committed (and kept while they
+are not), rows beyond memory wait in the journal for the next start, a batch
+whose commit failed ambiguously is not added twice, a stream observed before
+[DONE] counts once, and streaming calls the hook that observes it before
+[DONE] goes out."""
 
 from __future__ import annotations
 
+import os
 import time
 from dataclasses import replace
 
@@ -27,20 +31,42 @@ ARM = f"/subscriptions/{SUB}/resourceGroups/rg1/providers/Microsoft.CognitiveSer
 
 
 class FakeStore:
-    """add_usage as the real store does it: keyed by request id, the number inserted."""
+    """MeteringStore's usage side: rows added (not deduplicated: `counts` shows
+    a request added twice), marks set and forgotten in the same "transaction"."""
 
     def __init__(self) -> None:
         self.rows: dict[str, tuple] = {}
+        self.counts: dict[str, int] = {}
+        self.marks: dict[str, int] = {}
         self.fail = False
+        self.lose_answer = False  # commit, then fail: an ambiguous failure
         self.calls = 0
 
-    async def add_usage(self, rows) -> int:
+    async def add_usage(self, rows, marks=None, forget=()) -> int:
         self.calls += 1
         if self.fail:
             raise ConnectionError("store down")
-        new = [tuple(r) for r in rows if r[0] not in self.rows]
-        self.rows.update((r[0], r) for r in new)
-        return len(new)
+        for r in rows:
+            self.rows[r[0]] = tuple(r)
+            self.counts[r[0]] = self.counts.get(r[0], 0) + 1
+        self.marks.update(marks or {})
+        for name in forget:
+            self.marks.pop(name, None)
+        if self.lose_answer:
+            self.lose_answer = False
+            raise ConnectionError("connection lost after the commit")
+        return len(rows)
+
+    async def usage_mark(self, segment: str) -> int:
+        if self.fail:
+            raise ConnectionError("store down")
+        return self.marks.get(segment, 0)
+
+    async def forget_marks(self, segments) -> None:
+        await self.add_usage((), forget=segments)
+
+    def once(self) -> bool:
+        return set(self.counts.values()) <= {1}
 
 
 def row(request_id: str, prompt: int = 10) -> tuple:
@@ -57,6 +83,11 @@ def record(request_id: str, prompt: int = 10, streaming: bool = False) -> Reques
         prompt_tokens=prompt, completion_tokens=5)
 
 
+def lines(*rows: tuple, first: int = 1) -> bytes:
+    """Journal lines as Journal.append writes them: the sequence number, then the row."""
+    return b"".join(msgspec.json.encode((first + i, *r)) + b"\n" for i, r in enumerate(rows))
+
+
 def segments(folder) -> list:
     return sorted(p.name for p in folder.glob("journal-*.jsonl"))
 
@@ -69,31 +100,65 @@ async def test_replay_skips_a_torn_last_line(tmp_path):
     folder = tmp_path / "usage"
     folder.mkdir()
     good = [row("r1", 10), row("r2", 20)]
-    torn = msgspec.json.encode(row("r3", 30))[:-7]  # kill -9 (or a full disk) in the middle of the write
+    torn = lines(row("r3", 30), first=3)[:-8]  # kill -9 (or a full disk) in the middle of the write
     path = folder / "journal-4242-1700000000000-000001.jsonl"
-    path.write_bytes(b"".join(msgspec.json.encode(r) + b"\n" for r in good) + torn)
-    assert read_segment(path) == (good, 1)
+    path.write_bytes(lines(*good) + torn)
+    assert read_segment(path) == ([(1, *good[0]), (2, *good[1])], 1)
     store = FakeStore()
-    done = await replay(folder, store.add_usage)
+    done = await replay(folder, store)
     assert (done.segments, done.lines, done.inserted, done.torn, done.busy) == (1, 2, 2, 1, 0)
     assert store.rows == {"r1": good[0], "r2": good[1]}
-    assert not path.exists()
-    again = await replay(folder, store.add_usage)
+    assert not path.exists() and store.marks == {}  # the segment and its mark are gone
+    again = await replay(folder, store)
     assert (again.segments, again.lines) == (0, 0)
 
 
-async def test_replay_counts_rows_already_stored_once(tmp_path):
+async def test_replay_after_a_crash_between_commit_and_deletion_counts_once(tmp_path):
+    folder = tmp_path / "usage"
+    writer = UsageMeter(FakeStore(), PriceBook(load_catalogue()), Journal(folder))  # type: ignore[arg-type]
+    store = writer.store
+    for rid in ("a", "b"):
+        writer.observe(record(rid))
+    assert await writer._write_batch()  # committed with its mark; the segment is still current
+    writer.observe(record("c"))  # journalled, not committed
+    (live,) = segments(folder)
+    assert store.marks == {live: 2}
+    os.close(writer.journal._current.fd)  # type: ignore[union-attr]  # kill -9 now: the lock goes, file and mark stay
+    (folder / "junk.txt").write_text("not a journal")
+    done = await replay(folder, store)  # type: ignore[arg-type]
+    assert (done.lines, done.inserted) == (3, 1)
+    assert store.counts == {"a": 1, "b": 1, "c": 1}
+    assert [p.name for p in folder.iterdir()] == ["junk.txt"] and store.marks == {}
+
+
+async def test_replay_of_two_segments_with_partial_marks(tmp_path):
     folder = tmp_path / "usage"
     folder.mkdir()
-    (folder / "journal-1-2-000001.jsonl").write_bytes(
-        b"".join(msgspec.json.encode(r) + b"\n" for r in (row("a"), row("b"))))
-    (folder / "junk.txt").write_text("not a journal")
+    first, second = "journal-7-1-000001.jsonl", "journal-7-1-000002.jsonl"
+    (folder / first).write_bytes(lines(row("a"), row("b"), row("c")))
+    (folder / second).write_bytes(lines(row("d"), row("e"), first=4))
     store = FakeStore()
-    await store.add_usage([row("a")])  # committed before the crash
-    done = await replay(folder, store.add_usage)
-    assert (done.lines, done.inserted) == (2, 1)
-    assert sorted(store.rows) == ["a", "b"]
-    assert [p.name for p in folder.iterdir()] == ["junk.txt"]
+    await store.add_usage([row("a"), row("b"), row("d")], {first: 2, second: 4})  # what was committed
+    done = await replay(folder, store)
+    assert (done.segments, done.lines, done.inserted) == (2, 5, 2)
+    assert store.counts == {"a": 1, "b": 1, "c": 1, "d": 1, "e": 1}
+    assert segments(folder) == [] and store.marks == {}
+
+
+async def test_a_replay_that_fails_after_its_commit_counts_once_at_the_next_start(tmp_path):
+    folder = tmp_path / "usage"
+    folder.mkdir()
+    (folder / "journal-1-2-000001.jsonl").write_bytes(lines(row("a"), row("b")))
+    store = FakeStore()
+    store.lose_answer = True  # the replay's commit goes through, its answer is lost: the file stays
+    try:
+        await replay(folder, store)
+    except ConnectionError:
+        pass
+    assert len(segments(folder)) == 1 and store.marks == {"journal-1-2-000001.jsonl": 2}
+    done = await replay(folder, store)
+    assert (done.lines, done.inserted) == (2, 0)
+    assert store.counts == {"a": 1, "b": 1} and segments(folder) == []
 
 
 async def test_replay_leaves_a_live_process_segment_alone(tmp_path):
@@ -101,11 +166,11 @@ async def test_replay_leaves_a_live_process_segment_alone(tmp_path):
     live = Journal(folder)
     assert live.append(row("live"))
     store = FakeStore()
-    done = await replay(folder, store.add_usage)
+    done = await replay(folder, store)
     assert (done.busy, done.segments) == (1, 0)
     assert store.rows == {} and len(segments(folder)) == 1
     live.close(0)  # stopped before its row was committed: the segment stays, unlocked
-    done = await replay(folder, store.add_usage)
+    done = await replay(folder, store)
     assert (done.segments, done.inserted) == (1, 1) and segments(folder) == []
 
 
@@ -113,11 +178,11 @@ async def test_a_store_failure_leaves_the_segment_for_the_next_start(tmp_path):
     folder = tmp_path / "usage"
     folder.mkdir()
     path = folder / "journal-1-2-000001.jsonl"
-    path.write_bytes(msgspec.json.encode(row("a")) + b"\n")
+    path.write_bytes(lines(row("a")))
     store = FakeStore()
     store.fail = True
     try:
-        await replay(folder, store.add_usage)
+        await replay(folder, store)
     except ConnectionError:
         pass
     else:
@@ -146,23 +211,42 @@ async def test_a_segment_is_deleted_once_its_rows_commit(tmp_path):
     assert len(segments(folder)) == 1 and segments(folder) != [name]
     await meter.close(None)
     assert "r4" in store.rows and segments(folder) == []
+    assert store.once() and store.marks == {}  # deleted segments' marks are deleted too
+
+
+async def test_a_batch_committed_despite_an_error_is_not_added_again(tmp_path):
+    folder = tmp_path / "usage"
+    store = FakeStore()
+    meter = UsageMeter(store, PriceBook(load_catalogue()), Journal(folder))  # type: ignore[arg-type]
+    meter.observe(record("r1"))
+    meter.observe(record("r2"))
+    store.lose_answer = True
+    assert not await meter._write_batch()  # committed, but the writer cannot know: rows kept
+    assert meter.pending == 2
+    meter.observe(record("r3"))
+    assert await meter._write_batch()  # its mark is stored: r1 and r2 are not added again
+    assert store.counts == {"r1": 1, "r2": 1, "r3": 1} and meter.duplicates == 2
+    await meter.close(None)
+    assert segments(folder) == [] and store.once()
 
 
 async def test_rows_beyond_memory_wait_in_the_journal_for_the_next_start(tmp_path):
     folder = tmp_path / "usage"
     store = FakeStore()
-    meter = UsageMeter(store, PriceBook(load_catalogue()), Journal(folder, segment_s=0),  # type: ignore[arg-type]
-                       max_pending=1)
+    meter = UsageMeter(store, PriceBook(load_catalogue()), Journal(folder), max_pending=1)  # type: ignore[arg-type]
     meter.observe(record("queued"))
     meter.observe(record("journal-only"))
-    assert (meter.pending, meter.deferred, meter.dropped) == (1, 1, 0)
+    assert await meter._write_batch()  # memory has room again, but the segment holds
+    meter.observe(record("after"))
+    assert (meter.pending, meter.deferred, meter.dropped) == (0, 2, 0)
     await meter.close(None)
     assert sorted(store.rows) == ["queued"]
-    assert len(segments(folder)) == 1  # holds a row memory never had: kept
+    assert len(segments(folder)) == 1  # holds rows memory never had: kept
+    assert list(store.marks.values()) == [1]  # its mark stops below the first of them
     restarted = UsageMeter(store, PriceBook(load_catalogue()), Journal(folder))  # type: ignore[arg-type]
     await restarted.open()
-    assert sorted(store.rows) == ["journal-only", "queued"]
-    assert (restarted.replayed, restarted.recovered) == (2, 1) and segments(folder) == []
+    assert sorted(store.rows) == ["after", "journal-only", "queued"] and store.once()
+    assert (restarted.replayed, restarted.recovered) == (3, 2) and segments(folder) == []
 
 
 async def test_a_journal_that_cannot_be_written_leaves_rows_in_memory(tmp_path):
@@ -186,10 +270,10 @@ async def test_a_stream_observed_before_done_counts_once(tmp_path):
     meter.observe(record("s2", streaming=True))  # a stream its client left: observed once, at the end
     assert meter.pending == 2 and meter.journal.seq == 2  # type: ignore[union-attr]
     (name,) = segments(folder)
-    lines = [msgspec.json.decode(line) for line in (folder / name).read_bytes().splitlines()]
-    assert [line[0] for line in lines] == ["s1", "s2"]
+    written = [msgspec.json.decode(line) for line in (folder / name).read_bytes().splitlines()]
+    assert [line[:2] for line in written] == [[1, "s1"], [2, "s2"]]
     await meter.close(None)
-    assert sorted(store.rows) == ["s1", "s2"] and meter.duplicates == 0
+    assert sorted(store.rows) == ["s1", "s2"] and store.once()
 
 
 class Wire:

@@ -134,8 +134,8 @@ class Metering:
         yield GaugeMetricFamily("lapis_usage_queue_depth", "Metered requests not yet written", value=u.pending)
         yield CounterMetricFamily("lapis_usage_batches", "Usage batches committed", value=u.batches)
         yield CounterMetricFamily("lapis_usage_records_written", "Metered requests written", value=u.written)
-        yield CounterMetricFamily("lapis_usage_duplicates", "Metered requests already stored (idempotent retries)",
-                                  value=u.duplicates)
+        yield CounterMetricFamily("lapis_usage_duplicates", "Metered requests of a failed batch found committed "
+                                  "after all (not written again)", value=u.duplicates)
         yield CounterMetricFamily("lapis_usage_write_failures", "Usage batches the store refused (retried)",
                                   value=u.failures)
         yield CounterMetricFamily("lapis_usage_dropped", "Metered requests lost: neither journalled nor queued",
@@ -150,7 +150,7 @@ class Metering:
             yield CounterMetricFamily("lapis_usage_journal_segments_deleted", "Usage journal segments deleted once "
                                       "committed", value=journal.deleted)
         yield CounterMetricFamily("lapis_usage_replayed", "Usage journal lines replayed at start-up", value=u.replayed)
-        yield CounterMetricFamily("lapis_usage_recovered", "Replayed lines the store did not have yet",
+        yield CounterMetricFamily("lapis_usage_recovered", "Replayed lines above their segment's mark (not stored yet)",
                                   value=u.recovered)
         yield CounterMetricFamily("lapis_usage_replay_torn", "Torn usage journal lines skipped at replay",
                                   value=u.torn)

@@ -4,32 +4,48 @@ written before its answer's last byte, so that a process crash cannot lose it.
     LAPIS_HOME/usage/journal-<pid>-<start ms>-<n>.jsonl
 
 One line is one usage row (lapis.store.metering.USAGE_COLUMNS) as a JSON
-array, written with a single write(2) on a file opened O_APPEND: once write
-returns, the line is the kernel's, and a kill -9 of the process does not lose
-it. There is no fsync per line (that would cost what the old commit hold
-cost): a power loss can lose the lines of the last seconds that the store has
-not committed yet. The writer (lapis.usage.meter) commits rows a few
-milliseconds after they are journalled, and each commit is durable, so the
-window is the same few milliseconds. When a commit fails the journal is
-fsynced, so rows kept for a retry survive a power loss as well.
+array, preceded by the line's sequence number in this process (1, 2, ...,
+unique across the process's segments), written with a single write(2) on a
+file opened O_APPEND: once write returns, the line is the kernel's, and a
+kill -9 of the process does not lose it. There is no fsync per line (that
+would cost what the old commit hold cost): a power loss can lose the lines of
+the last seconds that the store has not committed yet. The writer
+(lapis.usage.meter) commits rows a few milliseconds after they are
+journalled, and each commit is durable, so the window is the same few
+milliseconds. When a commit fails the journal is fsynced, so rows kept for a
+retry survive it too.
+
+Exactly once. The store keeps usage as per-minute sums (no request id to
+deduplicate on), so each commit records, in the same transaction as the sums,
+each live segment's mark: the highest sequence number of it whose usage is
+now stored (`marks()`; table usage_journal_marks). A segment's lines up to its
+mark are in the store, the ones above it are not.
 
 Segments. A process appends to its current segment; when it is big or old
 (SEGMENT_BYTES, SEGMENT_S) the writer seals it as it takes a batch, and once
-every line up to the segment's last is committed the file is deleted. A
-segment holding a line that the in-memory queue could not take (the store was
-down for long) is not deleted: the next start-up replays it.
+every line up to the segment's last is committed the file is deleted, and its
+mark with the next commit (`forgotten()`). When the in-memory queue is full
+(the store was down for long), a line is left to the journal alone (`keep()`):
+from that line on, the segment "holds": its later lines are journal-only too,
+its mark stops below the first of them, and the file is kept for the next
+start's replay.
 
-Replay. At start-up, before serving, `replay()` applies every segment found in
-the folder to the store (INSERT ... ON CONFLICT (request_id) DO NOTHING, so
-lines that were already committed count once) and deletes it. A torn line
-(a crash or a full disk in the middle of a write) is skipped and logged.
-Each live process holds an exclusive flock on its segments until it deletes
-them, so replay skips the segments of a process that is still running on the
-same folder (a lock dies with its process, kill -9 included). A new segment
-is created under a dot-name, locked, then renamed, so no replay can take it
-before its lock is held. Replicas on PostgreSQL each have their own
-LAPIS_HOME: a replica's journal left by a crash is replayed when that replica,
-or any process given that home, starts again.
+Replay. At start-up, before serving, `replay()` applies each segment found in
+the folder: it reads the segment's mark, adds the lines above it (summed) to
+the store in one transaction together with the new mark, deletes the file,
+then the mark. A crash after that commit but before the deletion replays
+nothing twice (the mark says so); a crash before it loses nothing (the file
+is there). A torn line (a crash or a full disk in the middle of a write) is
+skipped and logged. Each live process holds an exclusive flock on its
+segments until it deletes them, so replay skips the segments of a process
+that is still running on the same folder (a lock dies with its process, kill
+-9 included). A new segment is created under a dot-name, locked, then
+renamed, so no replay can take it before its lock is held. Segment names hold
+the pid and the start time, so replicas on PostgreSQL, each with its own
+LAPIS_HOME, never share a mark; a replica's journal left by a crash is
+replayed when that replica, or any process given that home, starts again.
+Journals written before version 11 (lines without a sequence number) read
+as torn.
 """
 
 from __future__ import annotations
@@ -41,7 +57,7 @@ import time
 from collections import deque
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Awaitable, Callable, Sequence
+from typing import Any, Mapping, Protocol, Sequence
 
 import msgspec
 
@@ -49,12 +65,12 @@ log = logging.getLogger("lapis.usage")
 
 SEGMENT_BYTES = 4 << 20
 SEGMENT_S = 10.0
-REPLAY_CHUNK = 5_000  # rows per transaction when replaying
 OPEN_RETRY_S = 1.0  # after a segment could not be created, lines fail quietly this long
-# USAGE_COLUMNS' types, in order: a line that does not decode to exactly this is torn.
-Row = tuple[str, int, int, str, str, str, str, str, str, str, str, str, str, str, str, int, int, int, int, int, int]
+# The sequence number, then USAGE_COLUMNS' types, in order: a line that does not decode to exactly this is torn.
+Line = tuple[int, str, int, int, str, str, str, str, str, str, str, str, str, str, str, str, int, int, int, int, int,
+             int]
 _encode = msgspec.json.encode
-_decode = msgspec.json.Decoder(Row).decode
+_decode = msgspec.json.Decoder(Line).decode
 _FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_APPEND | os.O_CLOEXEC
 
 
@@ -62,10 +78,12 @@ _FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_APPEND | os.O_CLOEXEC
 class Segment:
     path: Path
     fd: int
-    last: int  # the journal's sequence number of its last line
+    last: int  # the journal's sequence number of its last line (its first is `first`)
     opened: float
+    first: int = 0
     size: int = 0
-    complete: bool = True  # False: a line of it is not in memory (or is torn); keep it for replay
+    hold: int = 0  # the first line left to the journal alone (not in memory): keep the file for replay
+    marked: int = 0  # the mark committed for it
 
 
 class Journal:
@@ -83,6 +101,7 @@ class Journal:
         self._prefix = f"journal-{os.getpid()}-{int(time.time() * 1000)}-"
         self._count = 0
         self._open_after = 0.0  # monotonic time before which no segment is created (after a failure)
+        self._forget: list[str] = []  # segments deleted whose marks are still stored
 
     def append(self, row: Sequence[Any]) -> bool:
         """Write one row as one line with one write(2); False if it could not be written."""
@@ -90,7 +109,7 @@ class Journal:
         if segment is None:
             self.failures += 1
             return False
-        line = _encode(row) + b"\n"
+        line = _encode((self.seq + 1, *row)) + b"\n"
         try:
             written = os.write(segment.fd, line)
         except OSError:
@@ -99,8 +118,7 @@ class Journal:
             self.failures += 1
             log.error("usage journal %s: a line could not be written (%d of %d bytes)", segment.path, written,
                       len(line))
-            segment.complete = False  # a torn line inside: replay skips it; the next line starts a new segment
-            self._seal()
+            self._seal()  # a torn line inside (replay skips it): the next line starts a new segment
             return False
         self.seq += 1
         segment.last = self.seq
@@ -108,9 +126,38 @@ class Journal:
         return True
 
     def keep(self) -> None:
-        """The line just written is not queued in memory: its segment waits for the next start's replay."""
-        if self._current is not None:
-            self._current.complete = False
+        """The line just written is not queued in memory: its segment now holds (see above)."""
+        if self._current is not None and not self._current.hold:
+            self._current.hold = self.seq
+
+    @property
+    def holding(self) -> bool:
+        """True when the current segment holds: a line written to it now must be left to it alone."""
+        return self._current is not None and bool(self._current.hold)
+
+    def marks(self, upto: int) -> dict[str, int]:
+        """The marks a commit of every queued line up to `upto` sets: per live segment
+        whose mark moves, the highest sequence number of it then stored."""
+        out = {}
+        for segment in (*self._sealed, *([self._current] if self._current else [])):
+            mark = min(segment.last, upto, segment.hold - 1 if segment.hold else upto)
+            if mark >= segment.first and mark > segment.marked:
+                out[segment.path.name] = mark
+        return out
+
+    def marked(self, marks: dict[str, int]) -> None:
+        """`marks` are committed."""
+        for segment in (*self._sealed, *([self._current] if self._current else [])):
+            segment.marked = marks.get(segment.path.name, segment.marked)
+
+    def forgotten(self) -> list[str]:
+        """The segments deleted since the last call: their marks can go."""
+        names, self._forget = self._forget, []
+        return names
+
+    def unforget(self, names: list[str]) -> None:
+        """Marks that could not be deleted after all: try again with the next commit."""
+        self._forget[:0] = names
 
     def rotate_if_due(self) -> None:
         """Seal the current segment when it is big or old (the writer calls this as it takes a batch)."""
@@ -161,7 +208,7 @@ class Journal:
                           self.folder)
             self._open_after = now + OPEN_RETRY_S
             return None
-        self._current = Segment(self.folder / name, fd, self.seq, now)
+        self._current = Segment(self.folder / name, fd, self.seq, now, first=self.seq + 1)
         return self._current
 
     def _seal(self) -> None:
@@ -170,10 +217,11 @@ class Journal:
             self._current = None
 
     def _drop(self, segment: Segment) -> None:
-        if segment.complete:
+        if not segment.hold:
             try:
                 segment.path.unlink()
                 self.deleted += 1
+                self._forget.append(segment.path.name)
             except FileNotFoundError:
                 pass
             except OSError:
@@ -189,29 +237,40 @@ class Journal:
 @dataclass(slots=True)
 class Replay:
     segments: int = 0  # segments applied and deleted
-    lines: int = 0  # rows read
-    inserted: int = 0  # rows the store did not have yet (usage a crash would otherwise have lost)
+    lines: int = 0  # lines read
+    inserted: int = 0  # lines above their segment's mark: usage a crash would otherwise have lost
     torn: int = 0  # lines skipped
     busy: int = 0  # segments skipped: a live process holds them (or another replay took them)
 
 
+class MarkedStore(Protocol):
+    """What replay needs of lapis.store.metering.MeteringStore."""
+
+    async def usage_mark(self, segment: str) -> int: ...
+
+    async def add_usage(self, rows: Sequence[Sequence[Any]], marks: Mapping[str, int] | None = None,
+                        forget: Sequence[str] = ()) -> int: ...
+
+    async def forget_marks(self, segments: Sequence[str]) -> None: ...
+
+
 def read_segment(path: Path) -> tuple[list[tuple], int]:
-    """The rows of one segment, and how many of its lines were torn."""
-    rows: list[tuple] = []
+    """The lines of one segment (sequence number, then the row), and how many were torn."""
+    lines: list[tuple] = []
     torn = 0
     for number, line in enumerate(path.read_bytes().split(b"\n"), 1):
         if not line:
             continue
         try:
-            rows.append(_decode(line))
+            lines.append(_decode(line))
         except msgspec.DecodeError:
             torn += 1
             log.warning("usage journal %s: line %d is torn, skipped", path, number)
-    return rows, torn
+    return lines, torn
 
 
-async def replay(folder: Path, add_usage: Callable[[Sequence[Sequence[Any]]], Awaitable[int]]) -> Replay:
-    """Apply every unlocked segment in `folder` to the store, then delete it.
+async def replay(folder: Path, store: MarkedStore) -> Replay:
+    """Apply every unlocked segment in `folder` above its mark, then delete it and its mark.
     A store failure propagates and leaves the segment for the next start."""
     done = Replay()
     if not folder.is_dir():
@@ -224,14 +283,18 @@ async def replay(folder: Path, add_usage: Callable[[Sequence[Sequence[Any]]], Aw
             done.busy += 1
             continue
         try:
-            rows, torn = read_segment(path)
-            for start in range(0, len(rows), REPLAY_CHUNK):
-                done.inserted += await add_usage(rows[start:start + REPLAY_CHUNK])
+            lines, torn = read_segment(path)
+            mark = await store.usage_mark(path.name)
+            new = [line[1:] for line in lines if line[0] > mark]
+            if new:
+                await store.add_usage(new, {path.name: max(line[0] for line in lines)})
             path.unlink(missing_ok=True)  # missing: another process replayed it just before us
         finally:
             os.close(fd)
+        await store.forget_marks([path.name])  # a crash before this leaves a mark nobody reads: harmless
         done.segments += 1
-        done.lines += len(rows)
+        done.lines += len(lines)
+        done.inserted += len(new)
         done.torn += torn
     return done
 
@@ -244,6 +307,8 @@ def _lock(path: Path) -> int | None:
         return None
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        if os.fstat(fd).st_nlink == 0:  # replayed and deleted by another process since we opened it
+            raise FileNotFoundError(path)
     except OSError:
         os.close(fd)
         return None

@@ -14,18 +14,23 @@ The choice: a journal line before the answer, a batched commit after it.
   a commit. (An in-band error stream, or one whose client left, is observed
   when its handler returns, microseconds after its last byte.)
 * The writer task waits BATCH_WAIT_S after a wake-up, takes whatever
-  accumulated and writes it in one transaction (`INSERT ... ON CONFLICT
-  (request_id) DO NOTHING`). Nothing waits for it, so batches are large and
-  commits few. Once every line of a sealed journal segment is committed, the
-  segment is deleted.
+  accumulated, sums it per minute and dimensions, and adds the sums into
+  usage_minutes in one transaction, together with the journal's marks (per
+  segment, the highest line sequence number now stored). Nothing waits for
+  it, so batches are large and commits few, and the store's work is per
+  minute and dimension set, not per request. Once every line of a sealed
+  journal segment is committed, the segment is deleted (and its mark with
+  the next commit).
 * At start-up (`open()`, before serving) every segment left in the folder by
-  an earlier process, crashed or not, is applied to the store and deleted.
-* The request id is the idempotency key: a row replayed from the journal
-  after it was committed, a batch written again after an ambiguous failure,
-  or a stream observed twice counts once; replicas' request ids never
-  collide. A request whose line was written but whose answer a crash stopped
-  is counted though its client saw an error: the usage happened (the tokens
-  were generated) and Azure bills such requests too.
+  an earlier process, crashed or not, is applied above its mark and deleted.
+* Exactly once: a line is either at or below its segment's committed mark
+  (stored, never replayed) or above it (replayed). A batch whose commit
+  failed ambiguously (it went through, its answer did not) is not written
+  again if its mark is found stored (rows the journal could not take have no
+  mark: for them such a retry could count twice). A stream observed twice
+  counts once (`_early`). A request whose line was written but whose answer a
+  crash stopped is counted though its client saw an error: the usage happened
+  (the tokens were generated) and Azure bills such requests too.
 * Durability: a process crash (kill -9) loses nothing the journal has; a
   power loss can lose rows journalled in the last BATCH_WAIT_S plus one
   commit (the store's commit is durable; the journal is fsynced only when a
@@ -34,7 +39,8 @@ The choice: a journal line before the answer, a batched commit after it.
   `failures` counts it. Memory is bounded (MAX_PENDING rows): beyond it a
   journalled row is left to the journal alone (`deferred`; its segment is
   replayed at the next start), and a row that could not be journalled either
-  is dropped (`dropped`). All of these are on /metrics.
+  is dropped (`dropped`); so is every later line of that segment, so that its
+  mark can stop below them (lapis.usage.journal). All of these are on /metrics.
 * Without a journal (`journal=None`) rows live in memory until committed:
   a crash loses up to one batch.
 """
@@ -69,16 +75,17 @@ class UsageMeter:
         self.max_pending = max_pending
         self.batch_wait_s = batch_wait_s
         self.batches = 0  # transactions committed
-        self.written = 0  # rows inserted
-        self.duplicates = 0  # rows whose request id was already stored
+        self.written = 0  # rows (requests) added to the store
+        self.duplicates = 0  # rows of a failed batch found committed after all (not written again)
         self.failures = 0  # batches the store refused (kept and retried)
         self.deferred = 0  # rows left to the journal alone: memory was full
         self.dropped = 0  # rows neither journalled nor queued
         self.replayed = 0  # rows read back from journals at start-up
-        self.recovered = 0  # of those, rows the store did not have yet
+        self.recovered = 0  # of those, rows above their segment's mark (not stored yet)
         self.torn = 0  # journal lines skipped at replay
         self._rows: list[tuple] = []
         self._retry: list[tuple] = []
+        self._unsure: tuple[str, int] | None = None  # the highest mark of the failed batch in _retry
         self._early: set[str] = set()
         self._wake = asyncio.Event()
         self._closing = False
@@ -94,7 +101,7 @@ class UsageMeter:
         if self.journal is None:
             return
         try:
-            done = await replay(self.journal.folder, self.store.add_usage)
+            done = await replay(self.journal.folder, self.store)
         except Exception:  # noqa: BLE001 - serve anyway: what was not applied stays for the next start
             self.failures += 1
             log.exception("replaying the usage journal in %s failed", self.journal.folder)
@@ -126,8 +133,9 @@ class UsageMeter:
             r.operation_name, self._tags_json(r.account_id, r.tags), r.prompt_tokens, r.cached_tokens,
             r.completion_tokens, cost_in, cost_cached, cost_out,
         )
-        journalled = self.journal is not None and self.journal.append(row)
-        if len(self._rows) + len(self._retry) >= self.max_pending:
+        journal = self.journal
+        journalled = journal is not None and journal.append(row)
+        if len(self._rows) + len(self._retry) >= self.max_pending or journalled and journal.holding:
             if not journalled:
                 self.dropped += 1
                 return
@@ -165,23 +173,40 @@ class UsageMeter:
         if journal is not None:
             journal.rotate_if_due()
         upto = journal.seq if journal is not None else 0  # every line up to here is in this batch or stored
-        rows = self._retry + self._rows
-        self._retry, self._rows = [], []
+        marks = journal.marks(upto) if journal is not None else {}
+        forget = journal.forgotten() if journal is not None else []
+        rows: list[tuple] | None = None
         try:
-            inserted = await self.store.add_usage(rows)
+            if self._unsure is not None:
+                await self._drop_if_committed(*self._unsure)
+            rows = self._retry + self._rows
+            self._retry, self._rows = [], []
+            added = await self.store.add_usage(rows, marks, forget)
         except Exception:  # noqa: BLE001 - keep the rows, try again
             self.failures += 1
-            self._retry = rows + self._retry
+            if rows is not None:  # the commit was tried: it may have gone through
+                self._retry = rows
+                self._unsure = max(marks.items(), key=lambda item: item[1]) if marks else None
             if journal is not None:
+                journal.unforget(forget)
                 journal.sync()
-            log.exception("writing %d usage records failed; retrying in %.1f s", len(rows), RETRY_S)
+            log.exception("writing %d usage records failed; retrying in %.1f s", self.pending, RETRY_S)
             return False
+        self._unsure = None
         self.batches += 1
-        self.written += inserted
-        self.duplicates += len(rows) - inserted
+        self.written += added
         if journal is not None:
+            journal.marked(marks)
             journal.committed(upto)
         return True
+
+    async def _drop_if_committed(self, segment: str, mark: int) -> None:
+        """After a failed commit: if its mark is stored, it went through; its rows must not be added again."""
+        if await self.store.usage_mark(segment) >= mark:
+            self.duplicates += len(self._retry)
+            self._retry = []
+            log.warning("the failed usage batch was committed after all: not written again")
+        self._unsure = None
 
     async def run(self) -> None:
         """The writer: one batch per wake-up, until close()."""
@@ -214,3 +239,7 @@ class UsageMeter:
             await self._write_batch()
         if self.journal is not None:
             self.journal.close(self.journal.seq if not self.pending else 0)
+            try:
+                await self.store.forget_marks(self.journal.forgotten())
+            except Exception:  # noqa: BLE001 - a mark nobody reads: harmless
+                log.exception("deleting the marks of deleted usage journal segments failed")

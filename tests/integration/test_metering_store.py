@@ -1,6 +1,6 @@
 """Metering in the store, run unchanged against SQLite and PostgreSQL (fixture database_url):
-usage written exactly once per request id, journalled rows committed and their segment deleted,
-a journal left by a crash replayed once, totals per scope,
+usage summed per minute with its journal marks in one transaction, journalled rows committed and
+their segment (and mark) deleted, a journal left by a crash replayed above its mark, totals per scope,
 rollups of one minute adding up across flushes, and retention."""
 
 from __future__ import annotations
@@ -15,7 +15,9 @@ import pytest
 from lapis.catalog import load_catalogue
 from lapis.metrics.rollup import Rollups
 from lapis.observe.record import RequestRecord
+from lapis.store.database import open_database
 from lapis.store.metering import USAGE_COLUMNS, MeteringStore, UsageScope
+from lapis.store.migrate import _statements, available, migrate
 from lapis.store.sql import SqlStore
 from lapis.usage import usage_totals
 from lapis.usage.journal import Journal
@@ -46,17 +48,27 @@ async def store(database_url):
     await sql.close()
 
 
-async def test_a_request_id_is_written_once(store):
+async def test_usage_is_summed_per_minute_with_its_marks(store):
     metering = MeteringStore(store.db)
     meter = UsageMeter(metering, PriceBook(load_catalogue()))
-    for rid, prompt in (("r1", 100), ("r2", 50)):
-        meter.observe(record(rid, prompt, 10))
-    rows = list(meter._rows)
-    assert await metering.add_usage(rows) == 2
-    assert await metering.add_usage(rows) == 0  # the same batch again: an ambiguous failure retried
-    assert await metering.add_usage([rows[0]]) == 0
+    minute = 29_000_000 * 60.0
+    for rid, prompt, at in (("r1", 100, minute + 1), ("r2", 50, minute + 59), ("r3", 7, minute + 60)):
+        meter.observe(record(rid, prompt, 10, at=at))
+    assert await metering.add_usage(meter._rows[:2], {"journal-1-2-000001.jsonl": 2}) == 2
+    assert await metering.add_usage(meter._rows[2:], {"journal-1-2-000001.jsonl": 3}) == 1
+    await metering.add_usage(meter._rows[:1])  # another replica's request of the same minute and dimensions
+    stored = await store.db.fetch("SELECT minute, requests, prompt_tokens, completion_tokens FROM usage_minutes "
+                                  "ORDER BY minute")
+    assert [tuple(int(v) for v in r.values()) for r in stored] == [(29_000_000, 3, 250, 30), (29_000_001, 1, 7, 10)]
+    assert await metering.usage_mark("journal-1-2-000001.jsonl") == 3
+    assert await metering.usage_mark("journal-9-9-000001.jsonl") == 0
+    await metering.forget_marks(["journal-1-2-000001.jsonl"])
+    assert await metering.usage_mark("journal-1-2-000001.jsonl") == 0
     totals = await usage_totals(store, f"/subscriptions/{SUB}", datetime(2000, 1, 1), datetime(2100, 1, 1))
-    assert (totals.requests, totals.prompt_tokens, totals.completion_tokens) == (2, 150, 20)
+    assert (totals.requests, totals.prompt_tokens, totals.completion_tokens) == (4, 257, 40)
+    start = datetime.fromtimestamp(minute + 60, timezone.utc)  # a minute counts when it starts in the range
+    later = await usage_totals(store, f"/subscriptions/{SUB}", start, datetime(2100, 1, 1))
+    assert (later.requests, later.prompt_tokens) == (1, 7)
 
 
 async def test_the_writer_commits_journalled_rows_and_deletes_the_segment(store, tmp_path):
@@ -71,13 +83,14 @@ async def test_the_writer_commits_journalled_rows_and_deletes_the_segment(store,
     await meter.close(writer)
     assert writer.done() and meter.pending == 0 and meter.batches >= 1
     assert list((tmp_path / "usage").iterdir()) == []  # every line committed: the segment is gone
-    stored = await store.db.fetch("SELECT request_id, cost_input_nano, cost_cached_nano, cost_output_nano "
-                                  "FROM usage_records ORDER BY request_id")
-    assert [r["request_id"] for r in stored] == ["plain", "streamed"]
+    assert await store.db.fetch("SELECT * FROM usage_journal_marks") == []  # the segment's mark went with it
+    stored = await store.db.fetchrow("SELECT SUM(requests) AS requests, SUM(cost_input_nano) AS cost_in, "
+                                     "SUM(cost_cached_nano) AS cost_cached, SUM(cost_output_nano) AS cost_out "
+                                     "FROM usage_minutes")
     prices = prices_for(load_catalogue().model("gpt-4o"), "Standard")
-    plain = stored[0]
-    assert (plain["cost_input_nano"], plain["cost_cached_nano"], plain["cost_output_nano"]) == (
-        round(600 * prices.input), round(400 * prices.cached_input), round(200 * prices.output))
+    assert tuple(int(v) for v in stored.values()) == (
+        2, round(600 * prices.input) + round(10 * prices.input), round(400 * prices.cached_input),
+        round(200 * prices.output) + round(5 * prices.output))
 
 
 async def test_a_journal_left_by_a_crash_is_replayed_once(store, tmp_path):
@@ -85,8 +98,8 @@ async def test_a_journal_left_by_a_crash_is_replayed_once(store, tmp_path):
     crashed = UsageMeter(metering, PriceBook(load_catalogue()), Journal(tmp_path / "usage"))
     for rid, prompt in (("done-1", 100), ("done-2", 50), ("journalled-only", 7)):
         crashed.observe(record(rid, prompt, 10))
-    await metering.add_usage(crashed._rows[:2])  # the writer committed two rows, then kill -9
     segment = crashed.journal._current  # type: ignore[union-attr]
+    await metering.add_usage(crashed._rows[:2], {segment.path.name: 2})  # the writer committed two rows: kill -9
     os.close(segment.fd)  # its lock dies with the process
     with open(segment.path, "ab") as cut:
         cut.write(b'["torn-by-the-cr')  # a write the crash cut short
@@ -96,6 +109,7 @@ async def test_a_journal_left_by_a_crash_is_replayed_once(store, tmp_path):
     totals = await usage_totals(store, f"/subscriptions/{SUB}", datetime(2000, 1, 1), datetime(2100, 1, 1))
     assert (totals.requests, totals.prompt_tokens, totals.completion_tokens) == (3, 157, 30)
     assert list((tmp_path / "usage").iterdir()) == []
+    assert await metering.usage_mark(segment.path.name) == 0
 
 
 async def test_totals_by_scope_and_time(store):
@@ -125,10 +139,11 @@ async def test_totals_by_scope_and_time(store):
 
 async def test_many_rows_span_several_statements(store):
     metering = MeteringStore(store.db)
-    rows = [(f"id{i}", 1_700_000_000_000 + i, 20231114, SUB, "rg1", "a" * 32, ARM, "eastus", "dep", "gpt-4o",
-             "v", "Standard", "key1", "ChatCompletions_Create", "{}", 3, 0, 2, 1, 0, 1) for i in range(3500)]
+    rows = [(f"id{i}", 1_700_000_000_000 + i, 20231114, SUB, "rg1", "a" * 32, ARM, "eastus", f"dep{i % 1500}",
+             "gpt-4o", "v", "Standard", "key1", "ChatCompletions_Create", "{}", 3, 0, 2, 1, 0, 1) for i in range(3500)]
     assert len(rows[0]) == len(USAGE_COLUMNS)
     assert await metering.add_usage(rows) == 3500
+    assert (await store.db.fetchrow("SELECT COUNT(*) AS n FROM usage_minutes"))["n"] == 1500
     totals = await usage_totals(store, f"/subscriptions/{SUB}", datetime(2000, 1, 1), datetime(2100, 1, 1))
     assert (totals.requests, totals.prompt_tokens, totals.cost_nano) == (3500, 3 * 3500, 2 * 3500)
 
@@ -170,4 +185,31 @@ async def test_retention_removes_what_is_old(store):
     await metering.add_usage(meter._rows)
     assert await metering.prune(150, 2_000_000) == (1, 1)
     assert [r["bucket"] for r in await metering.rollup_buckets("a" * 32, 0, 1000, 1)] == [200]
-    assert [r["request_id"] for r in await store.db.fetch("SELECT request_id FROM usage_records")] == ["new"]
+    assert [r["minute"] for r in await store.db.fetch("SELECT minute FROM usage_minutes")] == [5000 // 60]
+
+
+async def test_migration_11_moves_usage_records_into_minutes(database_url):
+    db = await open_database(database_url)
+    try:
+        async with db.transaction() as conn:  # the schema as version 10 left it
+            for version, _name, sql in available():
+                if version <= 10:
+                    for statement in _statements(sql):
+                        await conn.execute(statement)
+            await conn.execute("CREATE TABLE schema_migrations (version INTEGER PRIMARY KEY, name TEXT NOT NULL, "
+                               "applied_at TEXT NOT NULL)")
+            for version, name, _sql in available():
+                if version <= 10:
+                    await conn.execute("INSERT INTO schema_migrations VALUES (?, ?, 'then')", version, name)
+            for rid, ms, prompt in (("a", 60_000 * 7 + 5, 10), ("b", 60_000 * 7 + 59_999, 20), ("c", 60_000 * 8, 40)):
+                await conn.execute(f"INSERT INTO usage_records ({', '.join(USAGE_COLUMNS)}) VALUES "
+                                   f"({', '.join('?' for _ in USAGE_COLUMNS)})",
+                                   rid, ms, 19700101, SUB, "rg1", "a" * 32, ARM, "eastus", "dep", "gpt-4o", "v",
+                                   "Standard", "key1", "ChatCompletions_Create", "{}", prompt, 0, 1, prompt, 0, 1)
+        assert 11 in await migrate(db)
+        rows = await db.fetch("SELECT minute, requests, prompt_tokens, cost_input_nano FROM usage_minutes "
+                              "ORDER BY minute")
+        assert [tuple(int(v) for v in r.values()) for r in rows] == [(7, 2, 30, 30), (8, 1, 40, 40)]
+        assert await db.fetch("SELECT request_id FROM usage_records") == []  # moved, not kept twice
+    finally:
+        await db.close()

@@ -61,7 +61,7 @@ log = logging.getLogger("lapis.usage")
 
 MAX_PENDING = 200_000
 MAX_EARLY = 10_000  # streams observed before [DONE] whose final record has not come yet
-BATCH_WAIT_S = 0.02
+BATCH_WAIT_S = 0.25  # the journal makes rows durable; commits are only for queries: few, large
 RETRY_S = 1.0
 CLOSE_ATTEMPTS = 3
 

@@ -277,3 +277,10 @@ async def test_provisioned_utilization_per_minute_averaged_per_interval():
     assert (first["average"], first["maximum"]) == (pytest.approx((50 + 100) / 5), 100.0)
     assert (second["average"], second["maximum"]) == (pytest.approx(10 / 5), 10.0)
     assert answer["value"][0]["unit"] == "Percent"
+
+
+def test_full_interval_is_one_bucket_even_for_a_timespan_off_the_minute() -> None:
+    from lapis.metrics import params
+
+    query = params.parse({"timespan": "2026-11-27T08:00:50Z/2026-11-27T08:02:10Z", "interval": "FULL"})
+    assert query.end_minute - query.start_minute == query.step  # one bucket: 08:00 to 08:03 (80 s touching three minutes)

@@ -69,7 +69,8 @@ def parse(query: Mapping[str, str], now: datetime | None = None) -> MetricsQuery
     start, end = _timespan(query.get("timespan") or "PT1H", now)
     raw_interval = (query.get("interval") or "PT1M").strip().upper()
     if raw_interval == "FULL":
-        step = max(1, -int(-(end - start).total_seconds() // 60))
+        # One bucket over every minute the timespan touches (its first and last may be partial).
+        step = max(1, -int(-end.timestamp() // 60) - int(start.timestamp() // 60))
         interval = _duration_text(end - start)
     elif raw_interval in INTERVALS:
         step, interval = INTERVALS[raw_interval], raw_interval

@@ -50,6 +50,9 @@ from gateway_peers import (  # noqa: E402
 )
 from loadgen import LoadResult, Wrk, measured_load  # noqa: E402
 
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "src"))
+from lapis.backends.http import POOL_SIZE  # noqa: E402 - what the stream part depends on
+
 TARGET_VS_DIRECT = 0.45
 TARGET_VS_LITELLM = 5.0
 TARGET_ADDED_P50_MS = 1.0
@@ -294,7 +297,7 @@ def main(argv: list[str] | None = None) -> int:
         if not args.skip_streams:
             print(f"2. Streams: {args.streams} at once through a fresh Lapis, the upstream in slow mode "
                   f"(~200 chunks, {args.chunk_delay:g} s apart), opened over {args.ramp:g} s, "
-                  f"{args.stream_backends} backend(s) (Lapis pools 256 connections per backend)")
+                  f"{args.stream_backends} backend(s) (Lapis pools {POOL_SIZE} connections per backend)")
             streams = stream_phase(children, workdir, upstream, args)
             show_streams(streams, args.streams)
             print()

@@ -21,12 +21,13 @@ percentiles p50 p90 p99 and mean in ms, late_p50_ms, late_p99_ms, late_max_ms.
 from __future__ import annotations
 
 import asyncio
-import json
 import statistics
 import sys
 import time
 
 import aiohttp
+
+import child  # bench/ is on sys.path: these run as scripts from it
 
 
 def percentile(values: list[float], p: float) -> float | None:
@@ -86,16 +87,5 @@ async def run(cfg: dict) -> dict:
             "late_max_ms": ms(max(late)) if late else None}
 
 
-def main() -> None:
-    cfg = json.loads(sys.argv[1])
-    try:
-        import uvloop  # type: ignore[import-not-found]
-    except ImportError:
-        result = asyncio.run(run(cfg))
-    else:
-        result = uvloop.run(run(cfg))
-    print(json.dumps(result), flush=True)
-
-
 if __name__ == "__main__":
-    main()
+    child.main(run)

@@ -15,11 +15,12 @@ latency percentiles in seconds.
 from __future__ import annotations
 
 import asyncio
-import json
 import sys
 import time
 
 import aiohttp
+
+import child  # bench/ is on sys.path: these run as scripts from it
 
 
 async def run(cfg: dict) -> dict:
@@ -65,16 +66,5 @@ async def run(cfg: dict) -> dict:
             "socket_errors": socket_errors, "p50": pct(50), "p75": pct(75), "p90": pct(90), "p99": pct(99)}
 
 
-def main() -> None:
-    cfg = json.loads(sys.argv[1])
-    try:
-        import uvloop  # type: ignore[import-not-found]
-    except ImportError:
-        result = asyncio.run(run(cfg))
-    else:
-        result = uvloop.run(run(cfg))
-    print(json.dumps(result), flush=True)
-
-
 if __name__ == "__main__":
-    main()
+    child.main(run)

@@ -22,12 +22,13 @@ stream was relaying at once), events_per_s, timeline [[t, open, relaying, done],
 from __future__ import annotations
 
 import asyncio
-import json
 import statistics
 import sys
 import time
 
 import aiohttp
+
+import child  # bench/ is on sys.path: these run as scripts from it
 
 
 def percentile(values: list[float], p: float) -> float | None:
@@ -111,16 +112,5 @@ async def run(cfg: dict) -> dict:
             "events_per_s": state["events"] / wall if wall else 0.0, "timeline": timeline}
 
 
-def main() -> None:
-    cfg = json.loads(sys.argv[1])
-    try:
-        import uvloop  # type: ignore[import-not-found]
-    except ImportError:
-        result = asyncio.run(run(cfg))
-    else:
-        result = uvloop.run(run(cfg))
-    print(json.dumps(result), flush=True)
-
-
 if __name__ == "__main__":
-    main()
+    child.main(run)

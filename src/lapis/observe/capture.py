@@ -6,11 +6,11 @@ import time
 
 from aiohttp import web
 
+from lapis.dataplane.admission import OPERATION_IDS
 from lapis.observe.record import RequestRecord
 from lapis.requestkeys import ACCOUNT, CALLER, CONTENT, DEPLOYMENT, FIRST_BYTE, REQUEST_ID, SERVED, STARTED, USAGE
 
-OPERATION_NAMES = {"chat": "ChatCompletions_Create", "completions": "Completions_Create",
-                   "embeddings": "Embeddings_Create", "models": "Models_List"}
+OPERATION_NAMES = {**OPERATION_IDS, "models": "Models_List"}  # Azure's operation ids
 
 
 def operation_of(path: str) -> str:

@@ -29,6 +29,7 @@ from aiohttp import web
 from lapis.crypto.vault import BadKeyParameter, KeyDisabled, KeyNotFound, check_names
 from lapis.errors import keyvault as kv_errors
 from lapis.keyvault import cmk, shapes
+from lapis.management.bodies import json_object
 from lapis.services import DEFAULT_TENANT, Services
 
 Handler = Callable[[web.Request], Awaitable[web.Response]]
@@ -40,14 +41,8 @@ def _json(data: Any, status: int = 200) -> web.Response:
 
 
 async def _body(request: web.Request) -> dict[str, Any]:
-    raw = await request.read()
-    if not raw.strip():
-        return {}
-    try:
-        body = json.loads(raw)
-    except ValueError:
-        body = None
-    if not isinstance(body, dict):
+    body, _ = json_object(await request.read())
+    if body is None:
         raise kv_errors.kv_bad_parameter("The request body must be a JSON object.")
     return body
 

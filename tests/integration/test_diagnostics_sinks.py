@@ -16,6 +16,7 @@ import redis.asyncio as aioredis
 
 from support.diagnostics_harness import DEMO_ACCOUNT, SUB, start_lapis
 from support.log_receivers import Receiver, until
+from support.broken_backend import BrokenBackend
 
 RG = f"/subscriptions/{SUB}/resourceGroups/lapis-demo/providers"
 ALL_LOGS = [{"categoryGroup": "allLogs", "enabled": True}]
@@ -203,23 +204,6 @@ async def test_records_stay_in_their_accounts_region(lapis):
     finally:
         await east_hook.stop()
         await west_hook.stop()
-
-
-class BrokenBackend:
-    """A real Backend whose engine fails unexpectedly: every call is a 500."""
-
-    from lapis.backends.base import BackendStats
-
-    stats = BackendStats()
-
-    async def chat(self, call):
-        raise RuntimeError("engine exploded")
-
-    def chat_stream(self, call):
-        raise RuntimeError("engine exploded")
-
-    async def embed(self, call):
-        raise RuntimeError("engine exploded")
 
 
 async def test_service_failures_go_to_trace_and_only_enabled_categories_are_sent(lapis):

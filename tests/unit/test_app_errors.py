@@ -9,22 +9,7 @@ from aiohttp.test_utils import TestClient, TestServer
 
 from lapis import demo, settings
 from lapis.app import build_services, create_app
-from lapis.backends.base import BackendStats
-
-
-class BrokenBackend:
-    """A real Backend whose engine is down in an unexpected way."""
-
-    stats = BackendStats()
-
-    async def chat(self, call):
-        raise RuntimeError("engine exploded")
-
-    def chat_stream(self, call):
-        raise RuntimeError("engine exploded")
-
-    async def embed(self, call):
-        raise RuntimeError("engine exploded")
+from support.broken_backend import BrokenBackend
 
 
 async def test_unexpected_failure_is_azures_500_with_the_request_id(tmp_path):

@@ -98,17 +98,11 @@ class Gate:
         self.denied = 0
         self.admitted = 0
 
-    async def admit(self, request: web.Request, account: AccountEntry, dep: DeploymentEntry, cost: int,
-                    operation: str) -> Admission:
-        admission = await self.reserve(account, dep, cost)
-        if admission.decision.allowed:
-            return admission
-        raise self.throttled(request, account, dep, admission, operation)
-
     async def reserve(self, account: AccountEntry, dep: DeploymentEntry, cost: int) -> Admission:
         """Charge `cost` against the deployment's windows if they have room;
-        the caller reads `decision.allowed` (a pool member's deployment is
-        admitted this way: a refusal moves the balancer to the next member)."""
+        the caller reads `decision.allowed` and, on a refusal, answers with
+        `throttled` (the data plane, after trying a spillover deployment) or
+        moves on (a pool member's deployment: the balancer tries the next)."""
         limits = dep.limits
         key = f"{account.id}/{dep.name.lower()}"
         decision = await self.limiter.admit(key, limits, cost)

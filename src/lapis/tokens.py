@@ -33,17 +33,26 @@ REPLY_PRIMING_TOKENS = 3  # every reply is primed with <|start|>assistant<|messa
 TOOLS_OVERHEAD_TOKENS = 9  # once per request that carries tool definitions
 IMAGE_PART_TOKENS = 85  # flat cost of an image part (OpenAI's low-detail price)
 
+# Chat clients send the whole conversation on every turn: the system prompt
+# and the earlier messages are counted again and again. Counts of texts up to
+# COUNT_CACHE_MAX_CHARS are remembered, COUNT_CACHE_SIZE per encoding, the
+# oldest forgotten first (worst case about 16 MB of text). A hit costs a hash
+# of the text; a count in the server costs 1-5 us per message (measured).
+COUNT_CACHE_SIZE = 8192
+COUNT_CACHE_MAX_CHARS = 2048
+
 
 class Encoding:
     """A named BPE encoding: encode / decode / count."""
 
-    __slots__ = ("name", "_tok")
+    __slots__ = ("name", "_tok", "_counts")
 
     def __init__(self, name: str) -> None:
         self.name = name
         import quicktok  # loaded with the first vocabulary, not at start-up (it brings numpy)
 
         self._tok = quicktok.get_encoding(name)
+        self._counts: dict[str, int] = {}
 
     def encode(self, text: str) -> list[int]:
         """Ordinary encoding; special-token-looking text is plain text."""
@@ -59,7 +68,18 @@ class Encoding:
 
     def count(self, text: str) -> int:
         """Number of tokens of `text` (same as len(encode(text)))."""
-        return self._tok.count(text) if text else 0
+        found = self._counts.get(text)
+        if found is not None:
+            return found
+        if not text:
+            return 0
+        found = self._tok.count(text)
+        if len(text) <= COUNT_CACHE_MAX_CHARS:
+            counts = self._counts
+            if len(counts) >= COUNT_CACHE_SIZE:
+                del counts[next(iter(counts))]
+            counts[text] = found
+        return found
 
     def __repr__(self) -> str:
         return f"Encoding({self.name!r})"

@@ -121,3 +121,16 @@ def test_every_chat_role_is_one_token():
     for name in ("o200k_base", "cl100k_base"):
         for role in tokens._ROLE_TOKENS:
             assert tokens.count_text(role, name) == 1
+
+
+def test_remembered_counts_match_fresh_counts_and_stay_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
+    enc = tokens.Encoding("o200k_base")  # a fresh instance: an empty count cache
+    monkeypatch.setattr(tokens, "COUNT_CACHE_SIZE", 3)
+    texts = [f"message number {i} about cordless drills" for i in range(5)]
+    first = [enc.count(t) for t in texts]
+    assert first == [len(enc.encode(t)) for t in texts]
+    assert [enc.count(t) for t in texts] == first  # the same answers when remembered
+    assert len(enc._counts) == 3 and list(enc._counts) == texts[2:]  # the oldest were forgotten
+    long = "word " * (tokens.COUNT_CACHE_MAX_CHARS // 5 + 1)
+    assert enc.count(long) == len(enc.encode(long)) and long not in enc._counts
+    assert enc.count("") == 0

@@ -383,3 +383,20 @@ def test_limits_and_decisions_are_frozen_values() -> None:
     assert replace(limits, tokens=2000).tokens == 2000
     with pytest.raises(AttributeError):
         limits.tokens = 1  # type: ignore[misc]
+
+
+async def test_gate_refunds_an_in_process_limiter_at_once() -> None:
+    """Gate.settle gives the unused estimate back without a task when the limiter is in-process."""
+    from types import SimpleNamespace
+
+    from lapis.dataplane.admission import Gate
+
+    gate = Gate(MemoryLimiter())
+    account = SimpleNamespace(id="acct")
+    dep = SimpleNamespace(name="Dep", limits=Limits(tokens=1000, requests=100))
+    ticket = await gate.reserve(account, dep, 600)  # type: ignore[arg-type]
+    assert ticket.decision.allowed and ticket.decision.remaining_tokens == 400
+    gate.settle(ticket, 100)  # 500 unused
+    assert not gate._pending  # no task was needed
+    after = await gate.limiter.peek("acct/dep", dep.limits)
+    assert after.remaining_tokens == 900

@@ -94,6 +94,7 @@ class Gate:
 
     def __init__(self, limiter: Limiter):
         self.limiter = limiter
+        self._refund_now = getattr(limiter, "refund_now", None)  # in-process limiters: no task needed
         self._pending: set[asyncio.Task[None]] = set()
         self.denied = 0
         self.admitted = 0
@@ -130,9 +131,13 @@ class Gate:
                                    OPERATION_IDS[operation], version, wait_s, by_tokens, headers)
 
     def settle(self, admission: Admission, used_tokens: int) -> None:
-        """Refund the unused part of the estimate, in the background."""
+        """Refund the unused part of the estimate: at once for an in-process
+        limiter, else in the background (Redis)."""
         unused = admission.cost - max(used_tokens, 0)
         if unused <= 0:
+            return
+        if self._refund_now is not None:
+            self._refund_now(admission.key, admission.limits, admission.decision.ticket, unused)
             return
         task = asyncio.get_running_loop().create_task(
             self.limiter.refund(admission.key, admission.limits, admission.decision.ticket, unused))

@@ -94,6 +94,9 @@ class Limiter(Protocol):
 
     async def refund(self, key: str, limits: Limits, ticket: str, tokens: int) -> None: ...
 
+    # In-process limiters also offer `refund_now(key, limits, ticket, tokens)`,
+    # the same refund done synchronously: Gate.settle then spares a task per request.
+
     async def peek(self, key: str, limits: Limits) -> Decision: ...
 
     async def close(self) -> None: ...

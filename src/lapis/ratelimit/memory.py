@@ -126,6 +126,10 @@ class MemoryLimiter:
         return decision
 
     async def refund(self, key: str, limits: Limits, ticket: str, tokens: int) -> None:
+        self.refund_now(key, limits, ticket, tokens)
+
+    def refund_now(self, key: str, limits: Limits, ticket: str, tokens: int) -> None:
+        """refund() without a task: in-process counters need no waiting (Gate.settle calls this)."""
         parsed = parse_ticket(ticket)
         state = self._keys.get(key)
         if parsed is None or state is None or tokens <= 0:

@@ -1,7 +1,8 @@
 """create_app(): builds the server and shows its middleware order, top to bottom.
 
-    1. azure_envelope  gives every request an id (on_response_prepare puts it in
-                       apim-request-id / x-request-id, streams included);
+    1. azure_envelope  gives every request an id and stamps it on the answer
+                       (apim-request-id / x-request-id, lapis.tracing; a stream
+                       stamps its own before sending);
                        ApiError -> its exact body; anything else -> Azure's 500
                        with the request id (never a stack trace on the wire)
     2. routes          the data plane, /healthz, /lapis/admin/*, identity, then
@@ -14,14 +15,14 @@ import asyncio
 import json
 import logging
 import os
-import random
 import secrets
 from typing import Awaitable, Callable
 
 from aiohttp import web
 
 from lapis.observe.capture import record_for
-from lapis.requestkeys import ERROR_CODE, FIRST_BYTE, REQUEST_ID, REGION, STARTED
+from lapis.tracing import request_id, stamp
+from lapis.requestkeys import ERROR_CODE, REQUEST_ID, REGION, STARTED
 from lapis.auth.rbac import Authorizer
 from lapis.auth.store import AssignmentStore
 from lapis.backends.base import UpstreamError
@@ -71,31 +72,6 @@ def _is_arm(request: web.Request) -> bool:
     return path.startswith("/subscriptions") or path.startswith("/providers") or path.startswith("/lapis/admin")
 
 
-_ids = random.Random()  # request ids must be unique, not secret: no system call per request
-_VERSION_4 = (0x4 << 76) | (0x8 << 60)  # the version nibble and the RFC 4122 variant bits
-_CLEAR = ~((0xF << 76) | (0xC << 60)) & ((1 << 128) - 1)
-
-
-def request_id() -> str:
-    """A random version-4 UUID in its 8-4-4-4-12 form (what uuid.uuid4() gives, cheaper)."""
-    h = f"{(_ids.getrandbits(128) & _CLEAR) | _VERSION_4:032x}"
-    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
-
-
-async def tracing_headers(request: web.Request, response: web.StreamResponse) -> None:
-    """Every response, streamed ones included, carries the request id (on_response_prepare)."""
-    if STARTED in request:
-        request[FIRST_BYTE] = asyncio.get_running_loop().time()
-    request_id = request.get(REQUEST_ID)
-    if request_id:
-        response.headers.setdefault("apim-request-id", request_id)
-        response.headers.setdefault("x-request-id", request_id)
-    response.headers.setdefault("x-content-type-options", "nosniff")
-    client_id = request.headers.get("x-ms-client-request-id")
-    if client_id:
-        response.headers.setdefault("x-ms-client-request-id", client_id)
-
-
 def _render(request: web.Request, error: ApiError) -> web.Response:
     request[ERROR_CODE] = error.code
     if _is_arm(request):
@@ -117,10 +93,15 @@ def azure_envelope(max_body_bytes: int):  # noqa: ANN201 - an aiohttp middleware
         request[REQUEST_ID] = request_id()
         observers = observed(request)
         if not observers:
-            return await _answer(request, handler, max_body_bytes)
+            response = await _answer(request, handler, max_body_bytes)
+            if not response.prepared:
+                stamp(request, response)
+            return response
         loop = asyncio.get_running_loop()
         request[STARTED] = loop.time()
         response = await _answer(request, handler, max_body_bytes)
+        if not response.prepared:
+            stamp(request, response)
         code = request.get(ERROR_CODE, "")
         streaming = not isinstance(response, web.Response)
         observers.emit(record_for(request, response.status, code, streaming, loop.time()))
@@ -152,6 +133,7 @@ async def _answer(request: web.Request, handler: Handler, max_body_bytes: int) -
             if _is_arm(request):
                 return _render(request, errors.arm_no_route(request.method, request.path))
             return _render(request, errors.resource_not_found())
+        stamp(request, exc)  # aiohttp answers it, with the request id too
         raise
     except Exception:  # noqa: BLE001 - the one place a bug becomes Azure's 500
         log.exception("unhandled error (request %s)", request.get(REQUEST_ID))
@@ -235,7 +217,6 @@ def create_app(settings: Settings, services: Services | None = None) -> web.Appl
     plane = DataPlane(services)  # type: ignore[arg-type]  # filled in at start-up
     arm = ArmApp(services)  # type: ignore[arg-type]
     app.on_startup.append(start)
-    app.on_response_prepare.append(tracing_headers)
     app.on_cleanup.append(stop)
     add_routes(app, plane)  # the hot path first: the router tries resources in order
     app.router.add_get("/healthz", healthz)

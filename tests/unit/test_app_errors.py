@@ -35,10 +35,38 @@ async def test_unexpected_failure_is_azures_500_with_the_request_id(tmp_path):
 def test_request_ids_are_version_4_uuids_and_unique() -> None:
     import uuid
 
-    from lapis.app import request_id
+    from lapis.tracing import request_id
 
     ids = {request_id() for _ in range(5000)}
     assert len(ids) == 5000
     for value in list(ids)[:500]:
         parsed = uuid.UUID(value)
         assert str(parsed) == value and parsed.version == 4 and parsed.variant == uuid.RFC_4122
+
+
+async def test_every_kind_of_answer_carries_the_tracing_headers(tmp_path):
+    """Data plane, its errors, ARM and /healthz: the request id twice, nosniff, and the client's id echoed."""
+    conf = settings.load({"LAPIS_HOME": str(tmp_path)})
+    services = await build_services(conf)
+    await demo.seed(services)
+    key = (await services.store.accounts())[0].key1
+    chat = "/accounts/lapis-demo/openai/deployments/gpt-4o-mini/chat/completions"
+    async with TestClient(TestServer(create_app(conf, services))) as client:
+        answers = [await client.post(chat, params={"api-version": "2024-10-21"},
+                                     headers={"api-key": key, "x-ms-client-request-id": "mine-1"},
+                                     json={"messages": [{"role": "user", "content": "hi"}], "max_tokens": 2})]
+        answers.append(await client.post(chat, params={"api-version": "2024-10-21"},
+                                         headers={"api-key": "wrong", "x-ms-client-request-id": "mine-2"}, json={}))
+        answers.append(await client.get("/subscriptions/00000000-0000-0000-0000-000000000000",
+                                        params={"api-version": "2022-12-01"},
+                                        headers={"x-ms-client-request-id": "mine-3"}))
+        answers.append(await client.get("/healthz", headers={"x-ms-client-request-id": "mine-4"}))
+        seen = set()
+        for n, resp in enumerate(answers, 1):
+            await resp.read()
+            rid = resp.headers["apim-request-id"]
+            assert resp.headers["x-request-id"] == rid and re.fullmatch(r"[0-9a-f-]{36}", rid)
+            assert resp.headers["x-content-type-options"] == "nosniff"
+            assert resp.headers["x-ms-client-request-id"] == f"mine-{n}"
+            seen.add(rid)
+        assert [r.status for r in answers] == [200, 401, 401, 200] and len(seen) == 4

@@ -19,6 +19,7 @@ import msgspec
 from aiohttp import web
 
 from lapis.requestkeys import REQUEST_ID
+from lapis.tracing import stamp
 from lapis.backends.base import ChatCall, Choice, UpstreamError, Usage
 from lapis.dataplane.chat import completion_tokens
 from lapis.dataplane.responses import ChunkMaker, TextChunkMaker
@@ -49,6 +50,7 @@ async def stream_chat(request: web.Request, generator: Any, call: ChatCall, mode
     client left)."""
     response = web.StreamResponse(status=200, headers={
         **headers, "Content-Type": "text/event-stream; charset=utf-8", "Cache-Control": "no-cache"})
+    stamp(request, response)  # the envelope cannot: the headers leave now
     await response.prepare(request)
     maker = (TextChunkMaker if text else ChunkMaker)(model_id, include_usage)
     await response.write(event(maker.first()))

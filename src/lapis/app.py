@@ -22,7 +22,7 @@ from aiohttp import web
 
 from lapis.observe.capture import record_for
 from lapis.tracing import request_id, stamp
-from lapis.requestkeys import ERROR_CODE, REQUEST_ID, REGION, STARTED
+from lapis.requestkeys import STATE, RequestState, state_of
 from lapis.auth.rbac import Authorizer
 from lapis.auth.store import AssignmentStore
 from lapis.backends.base import UpstreamError
@@ -73,13 +73,14 @@ def _is_arm(request: web.Request) -> bool:
 
 
 def _render(request: web.Request, error: ApiError) -> web.Response:
-    request[ERROR_CODE] = error.code
+    state = state_of(request)
+    state.error_code = error.code
     if _is_arm(request):
         return arm_error_response(error)
     response = web.Response(body=error.body, status=error.status, content_type="application/json")
     response.headers.update(error.headers)
-    if request.get(REGION):
-        response.headers["x-ms-region"] = request[REGION]
+    if state.region:
+        response.headers["x-ms-region"] = state.region
     return response
 
 
@@ -90,7 +91,7 @@ def azure_envelope(max_body_bytes: int):  # noqa: ANN201 - an aiohttp middleware
 
     @web.middleware
     async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-        request[REQUEST_ID] = request_id()
+        state = request[STATE] = RequestState(request_id())
         observers = observed(request)
         if not observers:
             response = await _answer(request, handler, max_body_bytes)
@@ -98,13 +99,12 @@ def azure_envelope(max_body_bytes: int):  # noqa: ANN201 - an aiohttp middleware
                 stamp(request, response)
             return response
         loop = asyncio.get_running_loop()
-        request[STARTED] = loop.time()
+        state.started = loop.time()
         response = await _answer(request, handler, max_body_bytes)
         if not response.prepared:
             stamp(request, response)
-        code = request.get(ERROR_CODE, "")
         streaming = not isinstance(response, web.Response)
-        observers.emit(record_for(request, response.status, code, streaming, loop.time()))
+        observers.emit(record_for(request, response.status, state.error_code, streaming, loop.time()))
         return response
 
     def observed(request: web.Request):  # noqa: ANN202
@@ -124,8 +124,9 @@ async def _answer(request: web.Request, handler: Handler, max_body_bytes: int) -
     except ApiError as error:
         return _render(request, error)
     except UpstreamError as failure:  # the balancer had no member left to try
-        log.warning("engine failed (request %s): %r", request.get(REQUEST_ID), failure)
-        return _render(request, errors.to_api_error(failure, request.get(REQUEST_ID, "")))
+        request_id = state_of(request).request_id
+        log.warning("engine failed (request %s): %r", request_id, failure)
+        return _render(request, errors.to_api_error(failure, request_id))
     except web.HTTPRequestEntityTooLarge:
         return _render(request, errors.request_too_large(max_body_bytes))
     except web.HTTPException as exc:
@@ -136,8 +137,9 @@ async def _answer(request: web.Request, handler: Handler, max_body_bytes: int) -
         stamp(request, exc)  # aiohttp answers it, with the request id too
         raise
     except Exception:  # noqa: BLE001 - the one place a bug becomes Azure's 500
-        log.exception("unhandled error (request %s)", request.get(REQUEST_ID))
-        return _render(request, errors.internal_error(request.get(REQUEST_ID, "")))
+        request_id = state_of(request).request_id
+        log.exception("unhandled error (request %s)", request_id)
+        return _render(request, errors.internal_error(request_id))
 
 
 async def _fallback(request: web.Request, arm: ArmApp) -> web.StreamResponse:

@@ -4,7 +4,7 @@
     stamp(request, resp)    apim-request-id, x-request-id, x-content-type-options
                             and an echoed x-ms-client-request-id, set (never
                             overwritten) just before the status line goes out;
-                            also notes when that happens (FIRST_BYTE) for
+                            also notes when that happens (state.first_byte) for
                             the request's record
 
 The envelope middleware (lapis.app) stamps every response a handler returns
@@ -26,7 +26,7 @@ import secrets
 
 from aiohttp import web
 
-from lapis.requestkeys import FIRST_BYTE, REQUEST_ID, STARTED
+from lapis.requestkeys import state_of
 
 __all__ = ["request_id", "stamp"]
 
@@ -51,10 +51,11 @@ def request_id() -> str:
 
 def stamp(request: web.Request, response: web.StreamResponse) -> None:
     """The tracing headers of every response (see the module docstring)."""
-    if STARTED in request:
-        request[FIRST_BYTE] = asyncio.get_running_loop().time()
+    state = state_of(request)
+    if state.started is not None:
+        state.first_byte = asyncio.get_running_loop().time()
     headers = response.headers
-    rid = request.get(REQUEST_ID)
+    rid = state.request_id
     if rid:
         headers.setdefault("apim-request-id", rid)
         headers.setdefault("x-request-id", rid)

@@ -17,7 +17,7 @@ from lapis.crypto.keyring import KeyUnavailable
 from lapis.diagnostics import content
 from lapis.diagnostics.settings import DiagnosticSetting, read_properties
 from lapis.errors import ApiError
-from lapis.requestkeys import ACCOUNT, CONTENT
+from lapis.requestkeys import state_of
 
 HOOK = "http://127.0.0.1:9/logs"
 
@@ -77,7 +77,7 @@ class Account:
 
 def mocked() -> web.Request:
     request = make_mocked_request("POST", "/")
-    request[ACCOUNT] = Account()  # type: ignore[assignment]
+    state_of(request).account = Account()  # type: ignore[assignment]
     return request
 
 
@@ -90,7 +90,7 @@ def test_nothing_is_kept_unless_a_setting_asks():
     content.capture(request, Services(set()), BODY, "messages")
     content.answered(request, [Choice(0, "an answer", "stop")])
     content.streamed(request, {0: ["an answer"]}, {}, False)
-    assert CONTENT not in request
+    assert state_of(request).content is None
 
 
 def test_a_chat_answer_with_tool_calls_is_kept_per_choice():
@@ -98,7 +98,7 @@ def test_a_chat_answer_with_tool_calls_is_kept_per_choice():
     content.capture(request, Services({"acct1"}), BODY, "messages")
     call = ToolCall("call_1", "lookup", '{"q": "x"}')
     content.answered(request, [Choice(0, "first", "stop"), Choice(1, None, "tool_calls", (call,))])
-    kept = request[CONTENT]
+    kept = state_of(request).content
     assert json.loads(kept["requestContent"]) == MESSAGES
     assert json.loads(kept["responseContent"]) == [
         {"role": "assistant", "content": "first"},
@@ -111,15 +111,15 @@ def test_a_stream_keeps_what_was_sent_with_tool_call_fragments_joined():
     content.capture(request, Services({"acct1"}), BODY, "messages")
     fragments = [ToolCall("call_9", "lookup", '{"q"'), ToolCall("call_9", "", ': 1}')]
     content.streamed(request, {0: ["Hel", "lo"]}, {1: fragments}, False)
-    assert json.loads(request[CONTENT]["responseContent"]) == [
+    assert json.loads(state_of(request).content["responseContent"]) == [
         {"role": "assistant", "content": "Hello"},
         {"role": "assistant", "content": None, "tool_calls": [
             {"id": "call_9", "type": "function", "function": {"name": "lookup", "arguments": '{"q": 1}'}}]}]
     text = mocked()
     content.capture(text, Services({"acct1"}), b'{"prompt": ["a", "b"]}', "prompt")
     content.streamed(text, {0: ["once ", "upon"]}, {}, True)
-    assert json.loads(text[CONTENT]["requestContent"]) == ["a", "b"]
-    assert json.loads(text[CONTENT]["responseContent"]) == ["once upon"]
+    assert json.loads(state_of(text).content["requestContent"]) == ["a", "b"]
+    assert json.loads(state_of(text).content["responseContent"]) == ["once upon"]
 
 
 def record(account_id: str, request_id: str) -> content.ContentLog:

@@ -33,7 +33,7 @@ from lapis.diagnostics.dispatcher import DATA_ACTIONS
 from lapis.diagnostics.queue import SinkQueue
 from lapis.errors import ApiError
 from lapis.observe.record import RequestRecord
-from lapis.requestkeys import REQUEST_ID
+from lapis.requestkeys import state_of
 
 log = logging.getLogger("lapis.audit")
 ARM_CALLER = web.RequestKey("arm_caller", object)  # lapis.management.routes.Caller, once authenticated
@@ -129,7 +129,7 @@ class AuditRecorder:
         action = permission.action if permission else f"{method} {path}"
         scope = permission.scope if permission else path.rstrip("/")
         caller = request.get(ARM_CALLER)
-        request_id = request.get(REQUEST_ID, "")
+        request_id = state_of(request).request_id
         event = events.event(
             action=action, localized_action=None, scope=scope, resource_id=scope, category="Administrative",
             caller=getattr(caller, "name", ""), oid=getattr(caller, "oid", ""), status=status, method=method,

@@ -15,7 +15,7 @@ import msgspec
 from aiohttp import web
 
 from lapis.ratelimit.policy import is_provisioned
-from lapis.requestkeys import ACCOUNT, ADMISSION, CALLER, DEPLOYMENT, REGION, SERVED, SPILLED_FROM, USAGE
+from lapis.requestkeys import state_of
 from lapis.auth import actions
 from lapis.dataplane import admission, apiversions, chat, embeddings, network, responses
 from lapis.dataplane.directory import AccountEntry, DeploymentEntry
@@ -98,8 +98,9 @@ class DataPlane:
             raise errors.api_version_not_supported()
         key, bearer = self._presented_key(request, v1)
         entry = self._account(request, key)
-        request[REGION] = entry.region
-        request[ACCOUNT] = entry
+        state = state_of(request)
+        state.region = entry.region
+        state.account = entry
         endpoints = self.services.private_endpoints  # lapis.network.private_endpoints: listeners bound to one account
         private = endpoints.admits(request, entry.id) if endpoints.bound else False
         if not entry.public_network_access and not private:
@@ -121,7 +122,7 @@ class DataPlane:
         which = entry.which_key(key)
         if which is None:
             raise errors.invalid_key()
-        request[CALLER] = which
+        state.caller = which
         self.services.budgets.check(entry)
         return entry
 
@@ -132,7 +133,7 @@ class DataPlane:
             claims = await verify_bearer(self.services, token, (COGNITIVE_SERVICES,))
         except InvalidToken:
             raise errors.invalid_token() from None
-        request[CALLER] = claims.oid
+        state_of(request).caller = claims.oid
         action = DATA_ACTIONS[(operation, v1)]
         if not await self.services.authorizer.allowed_data_action(claims.oid, action.action, entry.arm_id):
             raise errors.permission_denied(claims.oid, action.action, action.method, action.route_template)
@@ -141,23 +142,22 @@ class DataPlane:
         dep = entry.deployment(name) if name else None
         if dep is None:
             raise errors.deployment_not_found()
-        request[DEPLOYMENT] = dep
+        state_of(request).deployment = dep
         if dep.model.kind != OPERATIONS[operation]:
             raise errors.operation_not_supported(operation, dep.model.name)
         return dep
 
     def headers(self, request: web.Request) -> dict[str, str]:
-        out = {"x-ms-region": request.get(REGION, "")}
-        dep = request.get(DEPLOYMENT)
-        served = request.get(SERVED)
+        state = state_of(request)
+        out = {"x-ms-region": state.region}
+        dep, served = state.deployment, state.served
         if served is not None:
             out["x-ms-deployment-name"], out[SERVED_REGION_HEADER] = served
         elif dep is not None:
             out["x-ms-deployment-name"] = dep.name
-        spilled = request.get(SPILLED_FROM)
-        if spilled:
-            out["x-ms-spillover-from-deployment"] = spilled
-        ticket = request.get(ADMISSION)
+        if state.spilled_from:
+            out["x-ms-spillover-from-deployment"] = state.spilled_from
+        ticket = state.admission
         if ticket is not None and dep is not None:
             out.update(ticket.headers(is_provisioned(dep.sku)))
         return out
@@ -177,17 +177,18 @@ class DataPlane:
             return None, dep, route
         gate = self.services.gate
         ticket = await gate.reserve(entry, dep, cost)
+        state = state_of(request)
         if ticket.decision.allowed:
-            request[ADMISSION] = ticket
+            state.admission = ticket
             return ticket, dep, route
         spill_name = request.headers.get("x-ms-spillover-deployment") or dep.spillover
         spill = entry.deployment(spill_name) if spill_name else None
         if spill is not None and spill is not dep and spill.model.kind == dep.model.kind:
             spill_ticket = await gate.reserve(entry, spill, cost)
             if spill_ticket.decision.allowed:
-                request[SPILLED_FROM] = dep.name
-                request[DEPLOYMENT] = spill
-                request[ADMISSION] = spill_ticket
+                state.spilled_from = dep.name
+                state.deployment = spill
+                state.admission = spill_ticket
                 return spill_ticket, spill, serving.route(entry, spill) if serving is not None else route
         raise gate.throttled(request, entry, dep, ticket, operation)
 
@@ -200,7 +201,7 @@ class DataPlane:
             return await route.direct.chat(call)
         serving = self.services.serving
         result, member = await serving.balancer.chat(route.members, call, serving.deadline())
-        request[SERVED] = (member.name, member.region)
+        state_of(request).served = (member.name, member.region)
         return result
 
     async def _open_stream(self, request: web.Request, route: Route, call: ChatCall) -> AsyncIterator[Any]:
@@ -211,7 +212,7 @@ class DataPlane:
             return route.direct.chat_stream(call)
         serving = self.services.serving
         items, member = await serving.balancer.chat_stream(route.members, call, serving.deadline())
-        request[SERVED] = (member.name, member.region)
+        state_of(request).served = (member.name, member.region)
         return items
 
     # -- handlers ------------------------------------------------------------
@@ -235,13 +236,13 @@ class DataPlane:
                 items = await self._open_stream(request, route, call)
                 response, counts = await stream_chat(request, items, call, dep.model_id, prompt, include_usage,
                                                      self.headers(request))
-                request[USAGE] = (*counts, 0)
+                state_of(request).usage = (*counts, 0)
                 used = sum(counts)
                 return response
             result = await self._complete(request, route, call)
             content.answered(request, result.choices)
             prompt, completion = chat.usage_of(result, prompt, call.tokenizer)
-            request[USAGE] = (prompt, completion, 0)
+            state_of(request).usage = (prompt, completion, 0)
             used = prompt + completion
             payload = responses.chat_completion(result.choices, dep.model_id, prompt, completion)
         finally:
@@ -268,7 +269,7 @@ class DataPlane:
                 items = await self._open_stream(request, route, calls[0])
                 response, counts = await stream_chat(request, items, calls[0], dep.model_id, prompt,
                                                      include_usage, self.headers(request), text=True)
-                request[USAGE] = (*counts, 0)
+                state_of(request).usage = (*counts, 0)
                 used = sum(counts)
                 return response
             choices = []
@@ -282,7 +283,7 @@ class DataPlane:
                     choices.append(choice.__class__(len(choices), choice.content, choice.finish_reason))
             prompt = counted_prompt
             content.answered(request, choices, text=True)
-            request[USAGE] = (prompt, completion, 0)
+            state_of(request).usage = (prompt, completion, 0)
             used = prompt + completion
             payload = responses.text_completion(choices, dep.model_id, prompt, completion, len(calls))
         finally:
@@ -306,10 +307,10 @@ class DataPlane:
             else:
                 serving = self.services.serving
                 vectors, member = await serving.balancer.embed(route.members, call, serving.deadline())
-                request[SERVED] = (member.name, member.region)
+                state_of(request).served = (member.name, member.region)
         finally:
             self._settle(ticket, ticket.cost if ticket else 0)  # an embedding costs what was charged
-        request[USAGE] = (prompt, 0, 0)
+        state_of(request).usage = (prompt, 0, 0)
         items = [responses.embedding_item(i, v, as_base64) for i, v in enumerate(vectors)]
         return json_response(responses.embeddings(items, dep.model.name, prompt), self.headers(request))
 

@@ -18,7 +18,7 @@ from typing import Any, Callable, Mapping
 import msgspec
 from aiohttp import web
 
-from lapis.requestkeys import REQUEST_ID
+from lapis.requestkeys import state_of
 from lapis.tracing import stamp
 from lapis.backends.base import ChatCall, Choice, UpstreamError, Usage
 from lapis.dataplane.chat import completion_tokens
@@ -90,10 +90,10 @@ async def stream_chat(request: web.Request, generator: Any, call: ChatCall, mode
     except ApiError as exc:
         await _write_error(response, exc.json())
     except UpstreamError as exc:
-        log.warning("engine failed mid-stream (request %s): %r", request.get(REQUEST_ID, ""), exc)
-        await _write_error(response, errors.to_api_error(exc, request.get(REQUEST_ID, "")).json())
+        log.warning("engine failed mid-stream (request %s): %r", state_of(request).request_id, exc)
+        await _write_error(response, errors.to_api_error(exc, state_of(request).request_id).json())
     except Exception:  # noqa: BLE001 - the status line is gone: report in-band
-        request_id = request.get(REQUEST_ID, "")
+        request_id = state_of(request).request_id
         log.exception("stream failed (request %s)", request_id)
         await _write_error(response, errors.internal_error(request_id).json())
     finally:

@@ -15,7 +15,7 @@ setting asks):
     streamed(request, pieces, calls, text)    a stream's end, however it ended:
         the text and tool calls actually sent to the client
 
-What was kept rides on the request (requestkeys.CONTENT), then on the
+What was kept rides on the request (its RequestState.content), then on the
 RequestRecord (`content`), then in the RequestResponse record's properties
 of the settings that asked (only those):
 
@@ -63,7 +63,7 @@ from aiohttp import web
 from lapis.crypto import envelope
 from lapis.crypto.envelope import SealedValueError
 from lapis.crypto.keyring import KeyUnavailable, account_key_id
-from lapis.requestkeys import ACCOUNT, CONTENT
+from lapis.requestkeys import state_of
 
 log = logging.getLogger("lapis.diagnostics")
 REQUEST = "requestContent"
@@ -85,25 +85,25 @@ def _json(value: Any) -> str:
 def capture(request: web.Request, services: Any, body: bytes, field: str) -> None:
     """Keep the body's `field` when a setting of the request's account asks for text."""
     diagnostics = services.diagnostics
-    if diagnostics is None or not diagnostics.wants_content(request[ACCOUNT].id):
+    if diagnostics is None or not diagnostics.wants_content(state_of(request).account.id):
         return
     try:
         value = msgspec.json.decode(body).get(field)
     except (msgspec.DecodeError, AttributeError):
         return
-    request[CONTENT] = {REQUEST: _json(value)}
+    state_of(request).content = {REQUEST: _json(value)}
 
 
 def answered(request: web.Request, choices: Sequence[Any], text: bool = False) -> None:
     """Keep a non-streamed answer's text, when capture() kept its request."""
-    captured = request.get(CONTENT)
+    captured = state_of(request).content
     if captured is not None:
         captured[RESPONSE] = _json(_choices(choices, text))
 
 
 def streamed(request: web.Request, pieces: dict[int, list[str]], calls: dict[int, list[Any]], text: bool) -> None:
     """Keep what a stream sent, per choice index, when capture() kept its request."""
-    captured = request.get(CONTENT)
+    captured = state_of(request).content
     if captured is None:
         return
     out = []

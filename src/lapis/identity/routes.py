@@ -31,7 +31,7 @@ from lapis.identity.service import Identity, setup_identity
 from lapis.identity.tokens import resource_audience
 from lapis.management import tenancy
 from lapis.management.routes import arm_json, check_admin, read_json
-from lapis.requestkeys import REQUEST_ID
+from lapis.requestkeys import state_of
 from lapis.services import DEFAULT_SUBSCRIPTION, Services
 
 IDENTITY = web.AppKey("identity", Identity)
@@ -102,7 +102,7 @@ def add_routes(app: web.Application, services: Callable[[], Services]) -> None:
         return request.app[IDENTITY]
 
     def ids(request: web.Request) -> tuple[str, str]:
-        return request.get(REQUEST_ID, ""), request.headers.get("client-request-id", "")
+        return state_of(request).request_id, request.headers.get("client-request-id", "")
 
     async def discovery(request: web.Request) -> web.Response:
         identity = ident(request)

@@ -21,7 +21,7 @@ from lapis.budgets import manage
 from lapis.management import accounts, tenancy
 from lapis.management.routes import ACCT, Ctx, arm_json
 from lapis.management.router import ArmRouter
-from lapis.requestkeys import REQUEST_ID
+from lapis.requestkeys import state_of
 
 BUDGETS = "providers/Microsoft.Consumption/budgets"
 SUB = "/subscriptions/{sub}"
@@ -42,7 +42,7 @@ async def _scope(c: Ctx) -> str:
 
 
 def _request_id(c: Ctx) -> str:
-    return c.request.get(REQUEST_ID, "")
+    return state_of(c.request).request_id
 
 
 async def list_budgets(c: Ctx) -> web.Response:

@@ -18,7 +18,7 @@ from typing import Any
 
 from aiohttp import web
 
-from lapis.requestkeys import REQUEST_ID
+from lapis.requestkeys import state_of
 from lapis.audit.recorder import ARM_CALLER
 from lapis.auth import routes as rbac_routes
 from lapis.auth.actions import arm_permission
@@ -311,9 +311,9 @@ class ArmApp:
             raise errors.arm_missing_api_version()
         body = await read_json(request) if request.method in ("PUT", "PATCH", "POST") else {}
         response = await route.handler(Ctx(self.services, request, params, body))
-        response.headers.setdefault("x-ms-request-id", request.get(REQUEST_ID, str(uuid.uuid4())))
+        response.headers.setdefault("x-ms-request-id", state_of(request).request_id or str(uuid.uuid4()))
         response.headers.setdefault("x-ms-correlation-request-id", request.headers.get(
-            "x-ms-correlation-request-id", request.get(REQUEST_ID, "")))
+            "x-ms-correlation-request-id", state_of(request).request_id))
         return response
 
 

@@ -36,7 +36,7 @@ from lapis.metrics.live import LiveMetrics
 from lapis.metrics.rollup import Rollups
 from lapis.observe.capture import record_for
 from lapis.observe.record import RequestRecord
-from lapis.requestkeys import USAGE
+from lapis.requestkeys import state_of
 from lapis.settings import Settings
 from lapis.store.metering import MeteringStore
 from lapis.usage.journal import Journal
@@ -95,7 +95,7 @@ class Metering:
         """streaming's BEFORE_DONE hook: the stream's usage row, journalled before the
         client can see [DONE] (the record the middleware emits afterwards is skipped)."""
         try:
-            request[USAGE] = (*used, 0)
+            state_of(request).usage = (*used, 0)
             record = record_for(request, 200, "", True, asyncio.get_running_loop().time())
             self.usage.observe(record, early=True)
         except Exception:  # noqa: BLE001 - observing must never fail a request; the final record follows

@@ -8,7 +8,7 @@ from aiohttp import web
 
 from lapis.dataplane.admission import OPERATION_IDS
 from lapis.observe.record import RequestRecord
-from lapis.requestkeys import ACCOUNT, CALLER, CONTENT, DEPLOYMENT, FIRST_BYTE, REQUEST_ID, SERVED, STARTED, USAGE
+from lapis.requestkeys import state_of
 
 OPERATION_NAMES = {**OPERATION_IDS, "models": "Models_List"}  # Azure's operation ids
 
@@ -25,37 +25,31 @@ def operation_of(path: str) -> str:
 
 def record_for(request: web.Request, status: int, error_code: str, streaming: bool, now: float) -> RequestRecord:
     """`now` is the loop time at the end of the request."""
-    started = request.get(STARTED, now)
-    first = request.get(FIRST_BYTE, now)
+    state = state_of(request)
+    started = now if state.started is None else state.started
+    first = now if state.first_byte is None else state.first_byte
     operation = operation_of(request.path)
-    record = RequestRecord(
-        time=time.time() - (now - started), request_id=request.get(REQUEST_ID, ""), operation=operation,
-        operation_name=OPERATION_NAMES[operation], api_version=request.query.get("api-version", ""),
-        status=status, streaming=streaming, duration_ms=(now - started) * 1000.0,
-        ttfb_ms=(first - started) * 1000.0, caller=request.get(CALLER, ""), caller_ip=request.remote or "",
-        error_code=error_code, content=request.get(CONTENT),
-    )
-    account = request.get(ACCOUNT)
+    account, dep, usage = state.account, state.deployment, state.usage
+    prompt, completion, cached = usage if usage is not None else (0, 0, 0)
     if account is not None:
-        record.account_id = account.id
-        record.account_name = account.name
-        record.account_arm_id = account.arm_id
-        record.subscription_id = account.subscription_id
-        record.resource_group = account.resource_group
-        record.location = account.location
-        record.tags = account.tags
-    dep = request.get(DEPLOYMENT)
+        account_id, account_name, arm_id = account.id, account.name, account.arm_id
+        subscription, group, location, tags = account.subscription_id, account.resource_group, account.location, \
+            account.tags
+    else:
+        account_id = account_name = arm_id = subscription = group = location = ""
+        tags = _NO_TAGS
     if dep is not None:
-        record.deployment = dep.name
-        record.model = dep.model.name
-        record.model_version = dep.version.version
-        record.sku = dep.sku
-        record.served_by = dep.name
-        record.served_region = record.location
-    usage = request.get(USAGE)
-    if usage is not None:
-        record.prompt_tokens, record.completion_tokens, record.cached_tokens = usage
-    served = request.get(SERVED)
-    if served is not None:
-        record.served_by, record.served_region = served
-    return record
+        deployment, model, version, sku = dep.name, dep.model.name, dep.version.version, dep.sku
+        served_by, served_region = state.served if state.served is not None else (deployment, location)
+    else:
+        deployment = model = version = sku = ""
+        served_by, served_region = state.served if state.served is not None else ("", "")
+    return RequestRecord(  # every field, in RequestRecord's order
+        time.time() - (now - started), state.request_id, operation, OPERATION_NAMES[operation],
+        request.query.get("api-version", ""), status, streaming, (now - started) * 1000.0, (first - started) * 1000.0,
+        state.caller, request.remote or "", account_id, account_name, arm_id, subscription, group, location, tags,
+        deployment, model, version, sku, prompt, completion, cached, served_by, served_region, error_code,
+        state.content)
+
+
+_NO_TAGS: dict[str, str] = {}  # shared by records of no account: never written to

@@ -6,14 +6,14 @@ in `Observers`. Observers are synchronous and must not block: metrics update
 counters, usage and log sinks put the record on a bounded queue and return.
 A failing observer is logged and never fails the request.
 
-What the handlers leave on the request for it (lapis.requestkeys):
-    ACCOUNT     the AccountEntry once the account is known
-    DEPLOYMENT  the DeploymentEntry once the deployment is known
-    CALLER      "key1" / "key2" for keys, the principal's object id for tokens
-    USAGE       (prompt_tokens, completion_tokens, cached_tokens) when the model ran
-    SERVED      (member name, location) of the engine that answered
-    FIRST_BYTE  loop time the status line went out (on_response_prepare)
-    CONTENT     prompt and response text, only when a diagnostic setting of the
+What the handlers leave on the request's state for it (lapis.requestkeys.RequestState):
+    account     the AccountEntry once the account is known
+    deployment  the DeploymentEntry once the deployment is known
+    caller      "key1" / "key2" for keys, the principal's object id for tokens
+    usage       (prompt_tokens, completion_tokens, cached_tokens) when the model ran
+    served      (member name, location) of the engine that answered
+    first_byte  loop time the status line went out (lapis.tracing.stamp)
+    content     prompt and response text, only when a diagnostic setting of the
                 account asks for it (lapis.diagnostics.content); None otherwise
 """
 

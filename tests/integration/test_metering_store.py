@@ -6,7 +6,6 @@ rollups of one minute adding up across flushes, and retention."""
 from __future__ import annotations
 
 import asyncio
-import os
 import time
 from datetime import datetime, timezone
 
@@ -20,7 +19,7 @@ from lapis.store.metering import USAGE_COLUMNS, MeteringStore, UsageScope
 from lapis.store.migrate import _statements, available, migrate
 from lapis.store.sql import SqlStore
 from lapis.usage import usage_totals
-from lapis.usage.journal import Journal
+from lapis.usage.journal import Journal, _release
 from lapis.usage.meter import UsageMeter
 from lapis.usage.pricing import PriceBook, prices_for
 
@@ -100,7 +99,7 @@ async def test_a_journal_left_by_a_crash_is_replayed_once(store, tmp_path):
         crashed.observe(record(rid, prompt, 10))
     segment = crashed.journal._current  # type: ignore[union-attr]
     await metering.add_usage(crashed._rows[:2], {segment.path.name: 2})  # the writer committed two rows: kill -9
-    os.close(segment.fd)  # its lock dies with the process
+    _release(segment)  # the process dies: its mapping and its lock go, the file stays
     with open(segment.path, "ab") as cut:
         cut.write(b'["torn-by-the-cr')  # a write the crash cut short
     restarted = UsageMeter(metering, PriceBook(load_catalogue()), Journal(tmp_path / "usage"))

@@ -22,7 +22,7 @@ from lapis.catalog import load_catalogue
 from lapis.dataplane.streaming import BEFORE_DONE, DONE, stream_chat
 from lapis.observe.record import RequestRecord
 from lapis.store.metering import USAGE_COLUMNS
-from lapis.usage.journal import Journal, read_segment, replay
+from lapis.usage.journal import Journal, _release, read_segment, replay
 from lapis.usage.meter import UsageMeter
 from lapis.usage.pricing import PriceBook
 
@@ -123,7 +123,7 @@ async def test_replay_after_a_crash_between_commit_and_deletion_counts_once(tmp_
     writer.observe(record("c"))  # journalled, not committed
     (live,) = segments(folder)
     assert store.marks == {live: 2}
-    os.close(writer.journal._current.fd)  # type: ignore[union-attr]  # kill -9 now: the lock goes, file and mark stay
+    _release(writer.journal._current)  # type: ignore[arg-type]  # kill -9 now: the lock goes, file and mark stay
     (folder / "junk.txt").write_text("not a journal")
     done = await replay(folder, store)  # type: ignore[arg-type]
     assert (done.lines, done.inserted) == (3, 1)
@@ -198,7 +198,7 @@ async def test_a_segment_is_deleted_once_its_rows_commit(tmp_path):
         meter.observe(record(rid))
     meter.observe(replace(record("no-tokens"), prompt_tokens=0, completion_tokens=0))  # nothing to meter
     (name,) = segments(folder)
-    assert len((folder / name).read_bytes().splitlines()) == 3
+    assert len(read_segment(folder / name)[0]) == 3
     store.fail = True
     assert not await meter._write_batch()
     assert segments(folder) == [name]  # not committed: kept
@@ -270,8 +270,8 @@ async def test_a_stream_observed_before_done_counts_once(tmp_path):
     meter.observe(record("s2", streaming=True))  # a stream its client left: observed once, at the end
     assert meter.pending == 2 and meter.journal.seq == 2  # type: ignore[union-attr]
     (name,) = segments(folder)
-    written = [msgspec.json.decode(line) for line in (folder / name).read_bytes().splitlines()]
-    assert [line[:2] for line in written] == [[1, "s1"], [2, "s2"]]
+    written, torn = read_segment(folder / name)
+    assert [line[:2] for line in written] == [(1, "s1"), (2, "s2")] and torn == 0
     await meter.close(None)
     assert sorted(store.rows) == ["s1", "s2"] and store.once()
 
@@ -327,3 +327,27 @@ async def test_streaming_calls_the_hook_just_before_done():
     assert hooked == used == (11, 2)  # the engine's usage, as the client's usage chunk says
     assert b'"prompt_tokens":11' in sent_then and DONE not in sent_then  # the usage chunk went, [DONE] not yet
     assert bytes(wire.sent).endswith(DONE)
+
+
+async def test_a_full_segment_rolls_over_and_every_line_replays(tmp_path):
+    """Segments are reserved up front and mapped: a line that does not fit opens the next segment,
+    and the reserved, unused rest of a file (NUL bytes) is not a line."""
+    folder = tmp_path / "usage"
+    journal = Journal(folder, segment_bytes=1024)
+    first_size = len(lines(row("r00")))
+    for i in range(12):
+        assert journal.append(row(f"r{i:02d}"))
+    names = segments(folder)
+    assert len(names) >= 2 and journal.failures == 0
+    assert all((folder / n).stat().st_size == 1024 for n in names)  # reserved whole
+    per_file = [read_segment(folder / n) for n in names]
+    assert all(torn == 0 for _, torn in per_file)
+    seen = [line[1] for got, _ in per_file for line in got]
+    assert seen == [f"r{i:02d}" for i in range(12)] and len(per_file[0][0]) == 1024 // first_size
+    assert [line[0] for got, _ in per_file for line in got] == list(range(1, 13))
+    for segment in (*journal._sealed, journal._current):  # the process dies: mappings and locks go
+        _release(segment)  # type: ignore[arg-type]
+    store = FakeStore()
+    done = await replay(folder, store)  # type: ignore[arg-type]
+    assert (done.lines, done.inserted, done.torn) == (12, 12, 0) and sorted(store.rows) == seen
+    assert segments(folder) == []

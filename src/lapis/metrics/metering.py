@@ -9,9 +9,14 @@ app.py wires it (only when LAPIS_METRICS is on):
     stop:     await app[METERING].close()                                 rollups flushed, usage written
     routes:   GET /metrics -> metrics_endpoint
 
-`observe()` is the observer (lapis.observe.record): per request it builds one
-label tuple and hands it to the live counters, the minute's rollup cell and,
-when tokens were used, the usage meter; each of those is a few additions.
+`observe()` is the observer (lapis.observe.record). Usage is journalled at
+once, per request (it must be in the journal before the answer's last byte,
+lapis.usage.meter). The counters are not: the record joins a list that is
+counted every DRAIN_S (and before every scrape, rollup flush and close),
+one label tuple per record into the live counters and the minute's rollup
+cell. Counting many records at a time, with the same few functions hot,
+costs about half of counting each one between two requests (measured in the
+server: observing is a per-request cost issue 6 caps at 10% of throughput).
 Requests no account was found for belong to no resource and are skipped.
 
 Other parts of Lapis add their own numbers to /metrics with
@@ -46,6 +51,7 @@ from lapis.usage.pricing import PriceBook
 log = logging.getLogger("lapis.metrics")
 
 RETENTION_EVERY_S = 3600.0
+DRAIN_S = 0.05  # how long a record waits to be counted, at most (scrapes count what waits first)
 
 
 class Metering:
@@ -54,10 +60,10 @@ class Metering:
         self.settings = settings
         self.store = MeteringStore(services.store.db)
         self.live = LiveMetrics(limit_of=self._tokens_per_minute, resource_of=self._resource_id)
-        self.rollups = Rollups(self.store)
+        self.rollups = Rollups(self.store, before_flush=self.drain)
         self.usage = UsageMeter(self.store, PriceBook(services.catalogue), Journal(settings.home / "usage"))
         self.hub = MetricsHub()
-        self.hub.register(self.live.collect)
+        self.hub.register(self._collect_live)
         self.hub.register(lambda: health.limiter_metrics(services))
         self.hub.register(lambda: health.backend_metrics(services))
         self.hub.register(lambda: health.balancer_metrics(services))
@@ -65,6 +71,8 @@ class Metering:
         self.hub.register(self._own_metrics)
         self._tasks: list[asyncio.Task[None]] = []
         self._usage_task: asyncio.Task[None] | None = None
+        self._waiting: list[RequestRecord] = []  # observed, not yet counted (drain)
+        self._drain_at: asyncio.TimerHandle | None = None
 
     @classmethod
     async def start(cls, services: Any, settings: Settings) -> "Metering":
@@ -80,16 +88,32 @@ class Metering:
     def observe(self, r: RequestRecord) -> None:
         if not r.account_id:
             return
-        key = (r.account_id, r.account_name, r.deployment, r.model, r.model_version, r.served_region or r.location,
-               r.status, r.streaming, r.operation_name)
-        prompt, generated, cached = r.prompt_tokens, r.completion_tokens, r.cached_tokens
-        self.live.observe(key, prompt, generated, cached, r.ttfb_ms, r.duration_ms)
-        minute = int(r.time // 60)
-        self.rollups.observe(minute, key, prompt, generated, cached, r.ttfb_ms, r.duration_ms)
-        if prompt or generated:
-            if r.sku in PROVISIONED_SKUS:
-                self.live.observe_provisioned(r.account_id, r.deployment, minute, prompt + generated)
+        if r.prompt_tokens or r.completion_tokens:
             self.usage.observe(r)
+        self._waiting.append(r)
+        if self._drain_at is None:
+            self._drain_at = asyncio.get_running_loop().call_later(DRAIN_S, self.drain)
+
+    def drain(self) -> None:
+        """Count the records that wait (see the module docstring)."""
+        if self._drain_at is not None:
+            self._drain_at.cancel()
+            self._drain_at = None
+        waiting, self._waiting = self._waiting, []
+        live, rollups = self.live, self.rollups
+        for r in waiting:
+            key = (r.account_id, r.account_name, r.deployment, r.model, r.model_version,
+                   r.served_region or r.location, r.status, r.streaming, r.operation_name)
+            prompt, generated, cached = r.prompt_tokens, r.completion_tokens, r.cached_tokens
+            live.observe(key, prompt, generated, cached, r.ttfb_ms, r.duration_ms)
+            minute = int(r.time // 60)
+            rollups.observe(minute, key, prompt, generated, cached, r.ttfb_ms, r.duration_ms)
+            if (prompt or generated) and r.sku in PROVISIONED_SKUS:
+                live.observe_provisioned(r.account_id, r.deployment, minute, prompt + generated)
+
+    def _collect_live(self) -> Iterator[Metric]:
+        self.drain()
+        return self.live.collect()
 
     def stream_done(self, request: web.Request, used: tuple[int, int]) -> None:
         """streaming's BEFORE_DONE hook: the stream's usage row, journalled before the
@@ -106,7 +130,7 @@ class Metering:
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
-        await self.rollups.flush()
+        await self.rollups.flush()  # counts what waits first
         await self.usage.close(self._usage_task)
 
     async def _retention(self) -> None:

@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import math
+from typing import Callable
 
 from lapis.store.metering import MeteringStore
 
@@ -45,8 +46,9 @@ def speeds(generated: int, streaming: bool, ttfb: float, ttlt: float) -> tuple[f
 
 
 class Rollups:
-    def __init__(self, store: MeteringStore):
+    def __init__(self, store: MeteringStore, before_flush: Callable[[], None] | None = None):
         self.store = store
+        self.before_flush = before_flush  # counts what the observer has not counted yet (Metering.drain)
         # (minute, live key) -> cell; the live key is lapis.metrics.live's label tuple
         self.cells: dict[tuple, list[float]] = {}
         self.flushes = 0
@@ -97,6 +99,8 @@ class Rollups:
 
     async def flush(self) -> bool:
         """Write every cell in one transaction; False (cells kept) when the store failed."""
+        if self.before_flush is not None:
+            self.before_flush()
         async with self._lock:
             if not self.cells:
                 return True

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import json
 import math
 import re
@@ -11,6 +10,7 @@ import time
 from typing import Any
 
 import jsonschema
+import msgspec
 import pytest
 
 from lapis.backends import wordgen
@@ -348,12 +348,12 @@ async def test_embed() -> None:
         assert abs(norm(v) - 1) < 1e-6
     assert vectors == await backend.embed(call)
     assert len({tuple(v) for v in vectors}) == 4
-    small = await backend.embed(dataclasses.replace(call, dimensions=256))
+    small = await backend.embed(msgspec.structs.replace(call, dimensions=256))
     assert len(small[0]) == 256 and abs(norm(small[0]) - 1) < 1e-6
     # Matryoshka-like: a short vector is the renormalised prefix of the long one
     prefix = vectors[0][:256]
     assert all(abs(a - b / norm(prefix)) < 1e-9 for a, b in zip(small[0], prefix))
-    large = await backend.embed(dataclasses.replace(call, model="text-embedding-3-large", dimensions=3072))
+    large = await backend.embed(msgspec.structs.replace(call, model="text-embedding-3-large", dimensions=3072))
     assert len(large[0]) == 3072 and abs(norm(large[0]) - 1) < 1e-6
 
 
@@ -372,9 +372,9 @@ def test_identical_calls_reuse_one_plan_and_any_difference_makes_a_new_one() -> 
     from lapis.backends import simulator
 
     call = make_call()
-    assert simulator._plan(call, 0) is simulator._plan(dataclasses.replace(call), 0)
-    assert simulator._plan(dataclasses.replace(call, max_tokens=3), 0) is not simulator._plan(call, 0)
+    assert simulator._plan(call, 0) is simulator._plan(msgspec.structs.replace(call), 0)
+    assert simulator._plan(msgspec.structs.replace(call, max_tokens=3), 0) is not simulator._plan(call, 0)
     assert simulator._plan(call, 1) is not simulator._plan(call, 0)
     for i in range(simulator.PLAN_CACHE_SIZE + 10):  # bounded
-        simulator._plan(dataclasses.replace(call, seed=i, temperature=1.0), 0)
+        simulator._plan(msgspec.structs.replace(call, seed=i, temperature=1.0), 0)
     assert len(simulator._plans) <= simulator.PLAN_CACHE_SIZE

@@ -136,6 +136,23 @@ async def test_closed_is_cached_for_up_to_a_second(rs: Replicas) -> None:
     assert await r2.check(KEY, 10) == OPEN
 
 
+async def test_healthy_only_on_a_fresh_closed_answer_with_no_failures(rs: Replicas) -> None:
+    r1, r2 = rs.board(), rs.board()
+    assert not r2.healthy(KEY)  # nothing learnt yet: ask Redis
+    assert await r2.check(KEY, 10) == CLOSED and r2.healthy(KEY)
+    await fail(r2, 1)
+    assert not r2.healthy(KEY)  # a failure counted here: a success must clear it
+    await r2.record(KEY, True)
+    assert r2.healthy(KEY)
+    await fail(r1, 3)  # r1 opens it for everyone
+    assert r2.healthy(KEY)  # r2's "closed" is still fresh (the documented staleness)
+    rs.clock.now += 1
+    assert not r2.healthy(KEY) and await r2.check(KEY, 10) == OPEN and not r2.healthy(KEY)
+    down = rs.board("redis://127.0.0.1:1")
+    await fail(down, 3)  # Redis unreachable: the local board answers
+    assert down.failures >= 1 and not down.healthy(KEY) and down.healthy("member:pool1/other")
+
+
 async def test_the_probe_lease_ends_and_release_frees_it(rs: Replicas) -> None:
     r1, r2 = rs.board(), rs.board()
     await fail(r1, 3)

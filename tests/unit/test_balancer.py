@@ -163,6 +163,47 @@ async def test_a_hanging_member_times_out_and_the_next_one_answers() -> None:
     assert rig.balancer.stats.failures == {"timeout": 1}
 
 
+class SelfTimed(Scripted):
+    """A backend that promises to end every plain call within deadline_s by itself."""
+
+    def __init__(self, name: str, deadline_s: float, hang: bool, rig: Rig) -> None:
+        super().__init__(name)
+        self.deadline_s = deadline_s
+        self.hang = hang
+        self.rig = rig
+        self.timed: list[int] = []  # the balancer's running timeouts, seen from inside each call
+
+    async def chat(self, call: ChatCall) -> Completion:
+        self.calls += 1
+        self.timed.append(self.rig.balancer.timer.pending())
+        if self.hang:
+            try:
+                await asyncio.sleep(self.deadline_s)
+            except asyncio.CancelledError:
+                self.cancelled = True
+                raise
+            raise UpstreamError("timeout", "self-timed out")
+        return Completion([Choice(index=0, content=self.name, finish_reason="stop")])
+
+
+async def test_a_backend_that_times_itself_is_not_timed_again() -> None:
+    rig = Rig(policy=RetryPolicy(attempt_timeout_s=0.05))
+    own = SelfTimed("a", deadline_s=0.05, hang=True, rig=rig)  # not longer than the attempt's 50 ms
+    assert await rig.chat([m("a", backend=own), m("b", priority=2)]) == "b"
+    assert own.timed == [0] and not hasattr(own, "cancelled")  # no timer of the balancer's: its own ended it
+    assert rig.balancer.stats.failures == {"timeout": 1} and rig.balancer.timer.pending() == 0
+
+
+async def test_a_backend_whose_own_deadline_is_longer_is_timed_by_the_balancer() -> None:
+    rig = Rig(policy=RetryPolicy(attempt_timeout_s=0.05))
+    slow = SelfTimed("a", deadline_s=30, hang=True, rig=rig)  # would take 30 s: the balancer's 50 ms cuts it
+    assert await rig.chat([m("a", backend=slow), m("b", priority=2)]) == "b"
+    assert slow.timed == [1] and slow.cancelled and rig.balancer.stats.failures == {"timeout": 1}
+    rig.faults.replace([FaultSpec("member", "c", latency_ms=1)])  # a fault wrapper promises nothing
+    faulty = SelfTimed("c", deadline_s=0.05, hang=False, rig=rig)
+    assert await rig.chat([m("c", backend=faulty)]) == "c" and faulty.timed == [1]
+
+
 async def test_a_hang_past_the_deadline_is_a_timeout() -> None:
     rig = Rig(policy=RetryPolicy(max_attempts=1))
     rig.faults.replace([FaultSpec("region", "eastus", hang=True)])

@@ -149,6 +149,22 @@ async def test_healthy_members_are_forgotten_after_success(board: MemoryBreakerB
     assert board._breakers == {}  # noqa: SLF001
 
 
+async def test_healthy_means_closed_with_no_failure_counted(board: MemoryBreakerBoard, clock: FakeClock) -> None:
+    """The balancer's shortcut: healthy() is True exactly when check() says closed and a
+    success would change nothing."""
+    assert board.healthy(KEY)
+    await fail(board, 1)
+    assert not board.healthy(KEY) and await board.check(KEY, 10) == CLOSED  # closed, but a failure to forget
+    await board.record(KEY, True)
+    assert board.healthy(KEY)
+    await fail(board, 3)
+    assert not board.healthy(KEY)
+    clock.now += 30
+    assert await board.check(KEY, 10) == PROBE and not board.healthy(KEY)
+    await board.record(KEY, True)
+    assert board.healthy(KEY) and board.healthy("backend:other")
+
+
 def test_open_breakers_by_url() -> None:
     assert isinstance(open_breakers(None), MemoryBreakerBoard)
     assert isinstance(open_breakers("memory://"), MemoryBreakerBoard)

@@ -8,6 +8,7 @@ import socket
 from typing import Any
 
 import pytest
+from aiohttp import web
 
 from lapis.backends.base import ChatCall, Delta, EmbedCall, ToolCall, UpstreamError, Usage
 from lapis.backends.simulator import SimulatorBackend
@@ -92,6 +93,49 @@ async def test_every_field_and_extra_reach_the_engine(fake: FakeUpstream, backen
     body = fake.requests[-1].body
     assert body["stream"] is True and body["stream_options"] == {"include_usage": True}
     assert body["top_p"] == 0.5
+
+
+async def test_the_same_headers_every_call_and_no_cookies_kept(fake: FakeUpstream) -> None:
+    """Headers are built once per backend: the auth, User-Agent, and what aiohttp would add itself.
+    An engine's Set-Cookie is never sent back: the next call may be another tenant's."""
+    seen: list[dict[str, str]] = []
+
+    async def chat(request: web.Request) -> web.Response:
+        seen.append(dict(request.headers))
+        response = web.json_response({"choices": [{"message": {"content": "ok"}, "finish_reason": "stop"}]})
+        response.set_cookie("affinity", f"tenant-{len(seen)}")
+        return response
+
+    app = web.Application()
+    app.router.add_post("/v1/chat/completions", chat)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = site._server.sockets[0].getsockname()[1]  # noqa: SLF001
+    engine = OpenAICompatibleBackend(spec_for(fake, url=f"http://localhost:{port}/v1", secret="sk-engine"))
+    try:
+        for _ in range(3):
+            assert (await engine.chat(make_call())).choices[0].content == "ok"
+    finally:
+        await engine.close()
+        await runner.cleanup()
+    assert len(seen) == 3 and all("Cookie" not in h for h in seen)
+    for headers in seen:
+        assert {k: headers[k] for k in ("Authorization", "Content-Type", "User-Agent", "Accept")} == {
+            "Authorization": "Bearer sk-engine", "Content-Type": "application/json", "User-Agent": "lapis-gateway",
+            "Accept": "*/*"}
+        assert "gzip" in headers["Accept-Encoding"] and headers["Host"] == f"localhost:{port}"
+
+
+async def test_a_url_yarl_refuses_fails_the_call_not_the_backend(fake: FakeUpstream) -> None:
+    engine = make_backend(spec_for(fake, url="http://[::1/v1"))
+    try:
+        with pytest.raises(UpstreamError) as raised:
+            await engine.chat(make_call())
+    finally:
+        await engine.close()
+    assert raised.value.kind == "unreachable"
 
 
 async def test_max_tokens_cap_gives_length(backend: OpenAICompatibleBackend) -> None:

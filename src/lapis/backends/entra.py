@@ -48,6 +48,7 @@ class ClientCredentials:
         self.client_id = str(auth["client_id"])
         self._secret = secret
         self._timeout = aiohttp.ClientTimeout(total=timeout_s, sock_connect=min(http.CONNECT_S, timeout_s))
+        self._headers = http.request_headers({})  # the form payload sets Content-Type
         self._token = ""
         self._refresh_at = 0.0  # loop time after which the token is fetched again
         self._lock = asyncio.Lock()
@@ -73,7 +74,7 @@ class ClientCredentials:
                 "scope": SCOPE}
         self.fetches += 1
         try:
-            async with session.post(self.url, data=form, timeout=self._timeout) as response:
+            async with session.post(self.url, data=form, headers=self._headers, timeout=self._timeout) as response:
                 raw = await response.read()
                 status, headers = response.status, response.headers
         except http.TRANSPORT_ERRORS as exc:

@@ -5,6 +5,12 @@ aiohttp's client is used, never httpx (its pool costs ~10x per request on the
 proxy hop: shared/docs/STACK.md). Each backend owns one ClientSession, made
 lazily inside the running loop.
 
+The session keeps no cookies (a DummyCookieJar): a gateway must never carry
+one upstream answer's Set-Cookie into the next request, which may be another
+tenant's, and an empty jar also costs nothing per request. Every request
+sends the same fixed headers, built once per backend (`request_headers`), so
+aiohttp merges no session defaults and adds no automatic headers itself.
+
 Mapping (status_error, translate):
 
     429                     rate_limited, retry_after from retry-after-ms, else
@@ -29,11 +35,12 @@ from typing import Any, Callable, Mapping
 
 import aiohttp
 import msgspec
+from multidict import CIMultiDict, CIMultiDictProxy
 
 from lapis.backends.base import UpstreamError
 
-__all__ = ["SessionFactory", "default_session", "Deadlines", "status_error", "retry_after", "error_message",
-           "translate", "TRANSPORT_ERRORS"]
+__all__ = ["SessionFactory", "default_session", "request_headers", "Deadlines", "status_error", "retry_after",
+           "error_message", "translate", "TRANSPORT_ERRORS"]
 
 SessionFactory = Callable[[], aiohttp.ClientSession]
 # Connections per backend. Each relayed stream holds one for its whole life,
@@ -47,16 +54,31 @@ CONNECT_S = 10.0  # a TCP (and TLS) connect longer than this is an unreachable e
 MAX_ERROR_BODY = 64 * 1024
 
 
+USER_AGENT = "lapis-gateway"
+# What aiohttp would add by itself (Accept, Accept-Encoding), sent explicitly
+# so the wire stays as it was while aiohttp has nothing to fill in.
+_AUTO_HEADERS = {"User-Agent": USER_AGENT, **aiohttp.ClientRequest.DEFAULT_HEADERS}
+
+
 def default_session() -> aiohttp.ClientSession:
     connector = aiohttp.TCPConnector(limit=POOL_SIZE, ttl_dns_cache=DNS_TTL_S, keepalive_timeout=KEEPALIVE_S)
-    return aiohttp.ClientSession(connector=connector, headers={"User-Agent": "lapis-gateway"},
-                                 raise_for_status=False)
+    return aiohttp.ClientSession(connector=connector, cookie_jar=aiohttp.DummyCookieJar(), raise_for_status=False)
+
+
+def request_headers(headers: Mapping[str, str]) -> CIMultiDictProxy[str]:
+    """Every header of a request, built once: `headers` plus User-Agent,
+    Accept and Accept-Encoding (see the module docstring)."""
+    return CIMultiDictProxy(CIMultiDict({**_AUTO_HEADERS, **headers}))
 
 
 class Deadlines:
     """Per-attempt timeouts from BackendSpec.timeout_s.
 
-    A plain call must be over within timeout_s. A stream may run longer than
+    A plain call must be over within `total_s` (timeout_s): the backend times
+    the whole of it, waiting for a pooled connection included, on its
+    SharedTimer (lapis.serving.timer: one loop timer for all its calls, up to
+    one grain late, 80 ms for 60 s), so `call` leaves aiohttp only the socket
+    connect's deadline and no timer per call. A stream may run longer than
     that (a long answer at engine speed), so for streams timeout_s bounds the
     wait for the answer to start and for every next piece of it (aiohttp's
     sock_read), not the whole stream. The socket connect has its own, shorter
@@ -66,7 +88,8 @@ class Deadlines:
 
     def __init__(self, timeout_s: float) -> None:
         connect = min(CONNECT_S, timeout_s)
-        self.call = aiohttp.ClientTimeout(total=timeout_s, sock_connect=connect)
+        self.total_s = timeout_s
+        self.call = aiohttp.ClientTimeout(total=None, sock_connect=connect)
         self.stream = aiohttp.ClientTimeout(total=None, connect=timeout_s, sock_connect=connect,
                                             sock_read=timeout_s)
 

@@ -28,10 +28,12 @@ import msgspec
 
 from lapis.backends.base import ChatCall, Choice, Completion, ToolCall, UpstreamError, Usage
 
-__all__ = ["chat_body", "embed_body", "parse_completion", "parse_embeddings", "decode_chunk", "usage_of",
-           "tool_call", "arguments_text", "Chunk", "ChunkChoice", "ToolFragment"]
+__all__ = ["chat_body", "chat_bytes", "embed_body", "parse_completion", "parse_embeddings", "decode_chunk",
+           "usage_of", "tool_call", "arguments_text", "Chunk", "ChunkChoice", "ToolFragment"]
 
-_GATEWAY_FIELDS = ("model", "messages", "stream", "stream_options")
+_GATEWAY_FIELDS = frozenset(("model", "messages", "stream", "stream_options"))
+_INCLUDE_USAGE = {"include_usage": True}  # never mutated
+_encode = msgspec.json.encode
 _ids = random.Random()
 _ALPHABET = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
 
@@ -113,19 +115,29 @@ def chat_body(call: ChatCall, model: str | None, stream: bool) -> dict[str, Any]
         body["n"] = call.n
     if call.stop:
         body["stop"] = list(call.stop)
-    for name in ("seed", "tools", "tool_choice", "response_format"):
-        value = getattr(call, name)
-        if value is not None:
-            body[name] = value
-    for name, value in call.extra.items():
-        if name not in _GATEWAY_FIELDS:
-            body[name] = value
+    if call.seed is not None:
+        body["seed"] = call.seed
+    if call.tools is not None:
+        body["tools"] = call.tools
+    if call.tool_choice is not None:
+        body["tool_choice"] = call.tool_choice
+    if call.response_format is not None:
+        body["response_format"] = call.response_format
+    if call.extra:
+        for name, value in call.extra.items():
+            if name not in _GATEWAY_FIELDS:
+                body[name] = value
     if model is not None:
         body["model"] = model
     if stream:
         body["stream"] = True
-        body["stream_options"] = {"include_usage": True}
+        body["stream_options"] = _INCLUDE_USAGE
     return body
+
+
+def chat_bytes(call: ChatCall, model: str | None, stream: bool) -> bytes:
+    """chat_body, encoded."""
+    return _encode(chat_body(call, model, stream))
 
 
 def embed_body(inputs: list[str | list[int]], model: str | None) -> dict[str, Any]:
@@ -143,8 +155,9 @@ def _malformed(what: str, exc: Exception | None = None) -> UpstreamError:
 
 
 def usage_of(wire: WireUsage) -> Usage:
-    cached = (wire.prompt_tokens_details.cached_tokens or 0) if wire.prompt_tokens_details else 0
-    return Usage(prompt_tokens=wire.prompt_tokens, completion_tokens=wire.completion_tokens, cached_tokens=cached)
+    details = wire.prompt_tokens_details
+    cached = (details.cached_tokens or 0) if details is not None else 0
+    return Usage(wire.prompt_tokens, wire.completion_tokens, cached)
 
 
 def arguments_text(value: Any) -> str:
@@ -166,17 +179,28 @@ def parse_completion(raw: bytes) -> Completion:
         decoded = _completion.decode(raw)
     except (msgspec.DecodeError, msgspec.ValidationError) as exc:
         raise _malformed("chat completion", exc) from None
-    if not decoded.choices:
+    wire = decoded.choices
+    if not wire:
         raise _malformed("chat completion (no choices)")
-    choices = []
-    for c in decoded.choices:
-        calls = tuple(tool_call(t.id, t.function.name if t.function else None,
-                                arguments_text(t.function.arguments if t.function else None))
-                      for t in c.message.tool_calls or ())
-        finish = c.finish_reason or ("tool_calls" if calls else "stop")
-        choices.append(Choice(index=c.index, content=c.message.content, finish_reason=finish, tool_calls=calls))
-    choices.sort(key=lambda choice: choice.index)
-    return Completion(choices=choices, usage=usage_of(decoded.usage) if decoded.usage else None)
+    choices = [_choice(c) for c in wire]
+    if len(choices) > 1:
+        choices.sort(key=_index)
+    usage = decoded.usage
+    return Completion(choices, None if usage is None else usage_of(usage))
+
+
+def _choice(c: _Choice) -> Choice:
+    message = c.message
+    if not message.tool_calls:
+        return Choice(c.index, message.content, c.finish_reason or "stop")
+    calls = tuple(tool_call(t.id, t.function.name if t.function else None,
+                            arguments_text(t.function.arguments if t.function else None))
+                  for t in message.tool_calls)
+    return Choice(c.index, message.content, c.finish_reason or "tool_calls", calls)
+
+
+def _index(choice: Choice) -> int:
+    return choice.index
 
 
 def decode_chunk(payload: bytes) -> Chunk:

@@ -23,25 +23,38 @@ and stops generating; stats.streams_cancelled counts those streams.
 stats.tokens_generated adds the completion tokens the engine reports (engines
 that report no usage add nothing); stats.extra counts "calls", "streams",
 "embeds" and every UpstreamError raised as "upstream_<kind>".
+
+`deadline_s`: a chat() or embed() call ends within this many seconds on its
+own (spec.timeout_s, timed on the backend's SharedTimer: lapis.backends.http.
+Deadlines), so the balancer does not time it again when its attempt timeout
+is not shorter. None for an Azure backend with Entra credentials: a token
+fetch may come first.
+
+The hot path (a plain call) does per request only what varies: the body is
+encoded, the URL (a yarl.URL) and the headers (lapis.backends.http.
+request_headers) are built once per backend.
 """
 
 from __future__ import annotations
 
 import asyncio
-from typing import Any, AsyncIterator
+from typing import AsyncIterator
 from urllib.parse import quote
 
 import aiohttp
 import msgspec
+from multidict import CIMultiDictProxy
+from yarl import URL
 
 from lapis.backends import http
 from lapis.backends.base import Backend, BackendStats, ChatCall, Completion, Delta, EmbedCall, UpstreamError, Usage
 from lapis.backends.chunks import StreamState
 from lapis.backends.entra import ClientCredentials
-from lapis.backends.openai_wire import chat_body, embed_body, parse_completion, parse_embeddings
+from lapis.backends.openai_wire import chat_bytes, embed_body, parse_completion, parse_embeddings
 from lapis.backends.simulator import SimulatorBackend
 from lapis.backends.sse import EventTooLarge, SSEDecoder
 from lapis.serving.specs import BACKEND_KINDS, BackendSpec
+from lapis.serving.timer import SharedTimer
 
 __all__ = ["make_backend", "HttpBackend", "OpenAICompatibleBackend", "AzureBackend", "DEFAULT_AZURE_API_VERSION"]
 
@@ -66,6 +79,7 @@ class HttpBackend:
     """What both kinds share; subclasses give the URLs, the model field and auth."""
 
     model: str | None = None  # the body's "model", None where the URL names it
+    credentials: ClientCredentials | None = None  # Entra: headers need a token per call
 
     def __init__(self, spec: BackendSpec, session_factory: http.SessionFactory | None = None) -> None:
         if not spec.url:
@@ -75,12 +89,17 @@ class HttpBackend:
         self._session_factory = session_factory or http.default_session
         self._session: aiohttp.ClientSession | None = None
         self._deadlines = http.Deadlines(spec.timeout_s)
-        self.chat_url = self.embeddings_url = ""
+        self._timer = SharedTimer()  # times every plain call (http.Deadlines)
+        self.deadline_s: float | None = spec.timeout_s
+        self.chat_url: URL | str = ""
+        self.embeddings_url: URL | str = ""
+        self._fixed: CIMultiDictProxy[str] = http.request_headers({"Content-Type": "application/json"})
 
     # -- subclass hooks
 
-    async def _headers(self, session: aiohttp.ClientSession) -> dict[str, str]:
-        return {"Content-Type": "application/json"}
+    async def _token_headers(self, session: aiohttp.ClientSession) -> CIMultiDictProxy[str]:
+        """The headers of a call when they need a fresh token (AzureBackend with credentials)."""
+        return self._fixed
 
     def _refused(self, status: int) -> None:
         """Called with the status of every non-2xx answer (AzureBackend drops a refused token)."""
@@ -90,8 +109,7 @@ class HttpBackend:
     async def chat(self, call: ChatCall) -> Completion:
         self._count("calls")
         try:
-            raw = await self._post(self.chat_url, chat_body(call, self.model, stream=False))
-            completion = parse_completion(raw)
+            completion = parse_completion(await self._post(self.chat_url, chat_bytes(call, self.model, False)))
         except UpstreamError as exc:
             self._count("upstream_" + exc.kind)
             raise
@@ -101,7 +119,7 @@ class HttpBackend:
 
     async def chat_stream(self, call: ChatCall) -> AsyncIterator[Delta | Usage]:
         self._count("streams")
-        body = _encode(chat_body(call, self.model, stream=True))
+        body = chat_bytes(call, self.model, True)
         self.stats.active_streams += 1
         response: aiohttp.ClientResponse | None = None
         state, decoder = StreamState(), SSEDecoder()
@@ -143,7 +161,7 @@ class HttpBackend:
     async def embed(self, call: EmbedCall) -> list[list[float]]:
         self._count("embeds")
         try:
-            raw = await self._post(self.embeddings_url, embed_body(call.inputs, self.model))
+            raw = await self._post(self.embeddings_url, _encode(embed_body(call.inputs, self.model)))
             return parse_embeddings(raw, len(call.inputs), call.dimensions)
         except UpstreamError as exc:
             self._count("upstream_" + exc.kind)
@@ -151,35 +169,40 @@ class HttpBackend:
 
     async def close(self) -> None:
         session, self._session = self._session, None
+        self._timer.close()
         if session is not None and not session.closed:
             await session.close()
 
     # -- HTTP
 
     def _session_now(self) -> aiohttp.ClientSession:
-        if self._session is None or self._session.closed:
-            self._session = self._session_factory()
-        return self._session
+        session = self._session
+        if session is None or session.closed:
+            session = self._session = self._session_factory()
+        return session
 
-    async def _post(self, url: str, body: dict[str, Any]) -> bytes:
-        """One plain call: the 2xx body, or the classified failure."""
+    async def _post(self, url: URL | str, body: bytes) -> bytes:
+        """One plain call: the 2xx body, or the classified failure. The body is
+        read whole, which hands the connection back to the pool (no release
+        needed); a failed read closes it."""
         session = self._session_now()
-        headers = await self._headers(session)
+        headers = self._fixed if self.credentials is None else await self._token_headers(session)
         try:
-            async with session.post(url, data=_encode(body), headers=headers, timeout=self._deadlines.call) as resp:
-                raw = await resp.read()
-                status, answer_headers = resp.status, resp.headers
+            with self._timer.timeout(self._deadlines.total_s):
+                response = await session.post(url, data=body, headers=headers, timeout=self._deadlines.call)
+                raw = await response.read()
         except http.TRANSPORT_ERRORS as exc:
             raise http.translate(exc) from None
+        status = response.status
         if not 200 <= status < 300:
             self._refused(status)
-            raise http.status_error(status, answer_headers, raw)
+            raise http.status_error(status, response.headers, raw)
         return raw
 
-    async def _open(self, url: str, body: bytes) -> aiohttp.ClientResponse:
+    async def _open(self, url: URL | str, body: bytes) -> aiohttp.ClientResponse:
         """Start a stream: the response once a 2xx status line is in, ready to read."""
         session = self._session_now()
-        headers = await self._headers(session)
+        headers = self._fixed if self.credentials is None else await self._token_headers(session)
         try:
             response = await session.post(url, data=body, headers=headers, timeout=self._deadlines.stream)
         except http.TRANSPORT_ERRORS as exc:
@@ -224,18 +247,25 @@ class HttpBackend:
         self.stats.extra[name] = self.stats.extra.get(name, 0) + 1
 
 
+def _url(text: str) -> URL | str:
+    """The URL parsed once; left as text when yarl refuses it, so the call
+    fails as unreachable (aiohttp's InvalidURL) rather than the backend's creation."""
+    try:
+        return URL(text)
+    except ValueError:
+        return text
+
+
 class OpenAICompatibleBackend(HttpBackend):
     def __init__(self, spec: BackendSpec, session_factory: http.SessionFactory | None = None) -> None:
         super().__init__(spec, session_factory)
         base = spec.url.rstrip("/")
-        self.chat_url, self.embeddings_url = base + "/chat/completions", base + "/embeddings"
+        self.chat_url, self.embeddings_url = _url(base + "/chat/completions"), _url(base + "/embeddings")
         self.model = spec.upstream_model or spec.model
-        self._fixed = {"Content-Type": "application/json"}
+        headers = {"Content-Type": "application/json"}
         if spec.secret:
-            self._fixed["Authorization"] = "Bearer " + spec.secret
-
-    async def _headers(self, session: aiohttp.ClientSession) -> dict[str, str]:
-        return self._fixed
+            headers["Authorization"] = "Bearer " + spec.secret
+        self._fixed = http.request_headers(headers)
 
 
 class AzureBackend(HttpBackend):
@@ -245,17 +275,23 @@ class AzureBackend(HttpBackend):
             raise ValueError(f"azure backend {spec.id!r} has no deployment")
         base = f"{spec.url.rstrip('/')}/openai/deployments/{quote(spec.deployment, safe='')}"
         version = quote(spec.api_version or DEFAULT_AZURE_API_VERSION, safe="")
-        self.chat_url = f"{base}/chat/completions?api-version={version}"
-        self.embeddings_url = f"{base}/embeddings?api-version={version}"
-        self.credentials = ClientCredentials(spec.auth, spec.secret, spec.timeout_s) \
-            if spec.auth.get("client_id") else None
-        self._fixed = {"Content-Type": "application/json", "api-key": spec.secret}
+        self.chat_url = _url(f"{base}/chat/completions?api-version={version}")
+        self.embeddings_url = _url(f"{base}/embeddings?api-version={version}")
+        if spec.auth.get("client_id"):
+            self.credentials = ClientCredentials(spec.auth, spec.secret, spec.timeout_s)
+            self.deadline_s = None  # a token fetch (its own timeout_s) may come before the call
+        self._fixed = http.request_headers({"Content-Type": "application/json", "api-key": spec.secret})
+        self._token = ""
+        self._token_fixed = self._fixed
 
-    async def _headers(self, session: aiohttp.ClientSession) -> dict[str, str]:
-        if self.credentials is None:
-            return self._fixed
+    async def _token_headers(self, session: aiohttp.ClientSession) -> CIMultiDictProxy[str]:
+        assert self.credentials is not None
         token = await self.credentials.token(session)
-        return {"Content-Type": "application/json", "Authorization": "Bearer " + token}
+        if token != self._token:  # built once per token, not per call
+            self._token_fixed = http.request_headers({"Content-Type": "application/json",
+                                                      "Authorization": "Bearer " + token})
+            self._token = token
+        return self._token_fixed
 
     def _refused(self, status: int) -> None:
         if status == 401 and self.credentials is not None:

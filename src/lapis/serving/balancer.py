@@ -27,7 +27,13 @@ Rules:
   waits at most min(policy.attempt_timeout_s, time left) for its answer (a
   stream: for its first item); then it is UpstreamError("timeout") and the
   next member is tried if time is left. After the first item of a stream the
-  backend's own read timeout applies.
+  backend's own read timeout applies. The wait is timed on a SharedTimer
+  (lapis.serving.timer: asyncio.timeout's contract on one loop timer, up to
+  one grain late, 80 ms for 60 s). A backend whose `deadline_s` attribute
+  says its chat() and embed() calls end by themselves within that many
+  seconds (an HTTP backend: its spec's timeout_s) is not timed again when
+  deadline_s is not longer than the attempt's timeout: its own timeout, an
+  UpstreamError("timeout"), ends the attempt and is handled the same way.
 * **Rounds.** When every member failed or was skipped, the balancer waits and
   tries a new round, up to policy.max_attempts rounds: the wait is full
   jitter, uniform(0, min(max_delay, base_delay * 2**(round - 1))), and at
@@ -38,6 +44,11 @@ Rules:
   retry-after when every failure of the last round was a 429; "unavailable"
   (status 503) when every breaker was open; "timeout" when the deadline left
   no time to try anyone; otherwise the last failure.
+
+The common case costs no await besides the call itself: a member whose
+breaker the board knows, without I/O, to be closed and clean
+(BreakerBoard.healthy) is neither checked nor recorded on success, and a
+member without faults is called as it is (FaultBoard.apply).
 
 `stats` (BalancerStats) counts attempts, failovers, retries (new rounds),
 members skipped for an open breaker, failures by kind, and the breaker
@@ -55,8 +66,9 @@ from typing import Any, TypeVar
 
 from lapis.backends.base import Backend, ChatCall, Completion, Delta, EmbedCall, UpstreamError, Usage
 
-from .breaker import OPEN, PROBE, BreakerBoard
+from .breaker import CLOSED, OPEN, PROBE, BreakerBoard
 from .faults import FaultBoard
+from .timer import SharedTimer
 
 __all__ = ["Balancer", "BalancerStats", "Member", "RetryPolicy"]
 
@@ -113,20 +125,22 @@ class Balancer:
         self.clock = clock
         self.sleep = sleep
         self.stats = BalancerStats(breaker=breakers.transitions)
+        self.timer = SharedTimer()
 
     async def chat(self, members: Sequence[Member], call: ChatCall, deadline: float) -> tuple[Completion, Member]:
-        return await self._serve(members, deadline, lambda backend: backend.chat(call))
+        return await self._serve(members, deadline, lambda backend: backend.chat(call), True)
 
     async def embed(self, members: Sequence[Member], call: EmbedCall,
                     deadline: float) -> tuple[list[list[float]], Member]:
-        return await self._serve(members, deadline, lambda backend: backend.embed(call))
+        return await self._serve(members, deadline, lambda backend: backend.embed(call), True)
 
     async def chat_stream(self, members: Sequence[Member], call: ChatCall,
                           deadline: float) -> tuple[AsyncIterator[Delta | Usage], Member]:
         """The stream of the first member that yields a first item. The caller
         should aclose() the returned iterator when it stops early: that closes
         the member's generator."""
-        (stream, first), member = await self._serve(members, deadline, lambda backend: _first(backend, call))
+        # False: a backend's own deadlines do not bound the wait for a stream's first item.
+        (stream, first), member = await self._serve(members, deadline, lambda backend: _first(backend, call), False)
         return self._relay(stream, first, member), member
 
     async def _relay(self, stream: AsyncIterator[Delta | Usage], first: Any,
@@ -144,11 +158,12 @@ class Balancer:
             await _aclose(stream)
 
     async def _serve(self, members: Sequence[Member], deadline: float,
-                     attempt: Callable[[Backend], Awaitable[T]]) -> tuple[T, Member]:
+                     attempt: Callable[[Backend], Awaitable[T]], bounded: bool) -> tuple[T, Member]:
+        """`bounded`: a backend's deadline_s bounds this kind of attempt (see the module docstring)."""
         if not members:
             raise UpstreamError("unavailable", "no member can serve this deployment", status=503)
         tiers = _tiers(members)
-        policy = self.policy
+        policy, breakers, stats = self.policy, self.breakers, self.stats
         last: list[UpstreamError] = []  # failures of the latest round that had any
         for round_no in range(1, policy.max_attempts + 1):
             failures: list[UpstreamError] = []
@@ -160,35 +175,42 @@ class Balancer:
                     if remaining <= 0:
                         raise _final(failures or last)
                     timeout = min(remaining, policy.attempt_timeout_s)
-                    state = await self.breakers.check(member.key, timeout)
+                    key = member.key
+                    state = CLOSED if breakers.healthy(key) else await breakers.check(key, timeout)
                     if state == OPEN:
-                        self.stats.skipped_open += 1
+                        stats.skipped_open += 1
                         continue
                     if member.admit is not None:
                         try:
                             await member.admit()
                         except UpstreamError as exc:
                             if state == PROBE:
-                                await self.breakers.release(member.key)
+                                await breakers.release(key)
                             if not exc.retryable:
                                 raise
                             failures.append(exc)
                             continue
                     if failures:
-                        self.stats.failovers += 1
-                    self.stats.attempts += 1
+                        stats.failovers += 1
+                    stats.attempts += 1
+                    backend = self.faults.apply(member)
+                    own = getattr(backend, "deadline_s", None) if bounded else None
                     try:
-                        async with asyncio.timeout(timeout):
-                            result = await attempt(self.faults.apply(member))
+                        if own is not None and own <= timeout:
+                            result = await attempt(backend)  # the backend's own timer ends it in time
+                        else:
+                            with self.timer.timeout(timeout):
+                                result = await attempt(backend)
                     except TimeoutError:
                         exc = UpstreamError("timeout", f"{member.name} did not answer within {timeout:.3g} s")
                     except UpstreamError as caught:
                         exc = caught
                     else:
-                        await self.breakers.record(member.key, True)
+                        if state != CLOSED or not breakers.healthy(key):
+                            await breakers.record(key, True)
                         return result, member
                     self._count(exc)
-                    await self.breakers.record(member.key, exc.kind == "rejected", _retry_after(exc))
+                    await breakers.record(key, exc.kind == "rejected", _retry_after(exc))
                     if not exc.retryable:
                         raise exc
                     failures.append(exc)
@@ -204,7 +226,7 @@ class Balancer:
             if self.clock() + delay >= deadline:
                 break
             await self.sleep(delay)
-            self.stats.retries += 1
+            stats.retries += 1
         raise _final(last)
 
     def _draw(self, left: list[Member]) -> Member:

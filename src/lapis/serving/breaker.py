@@ -4,6 +4,7 @@
     state = await board.check(member.key, lease_s)   # "closed" | "probe" | "open"
     ...                                              # call the member unless "open"
     await board.record(member.key, ok, retry_after=exc.retry_after)
+    board.healthy(member.key)                        # no I/O: check would say "closed", record(ok) do nothing
 
 The rules (both boards apply them; the shared tests keep them equal):
 
@@ -26,6 +27,11 @@ The rules (both boards apply them; the shared tests keep them equal):
   is open is ignored (it is a request that started before it opened).
 * `transitions` counts "opened", "half_opened" and "closed" as this process
   saw them (Balancer.stats exposes it).
+
+`healthy(key)` is the hot path's shortcut: True when, as this process knows
+without any I/O, check() would answer "closed" and record(key, True) would
+change nothing (a closed breaker with no failures counted). The balancer then
+awaits neither.
 
 The memory board keeps state per process; the check of a healthy member is a
 single dict lookup (members are in the dict only while they have failures).
@@ -76,6 +82,11 @@ class BreakerBoard(Protocol):
         """Give back a probe slot obtained from check() without calling the member."""
         ...
 
+    def healthy(self, key: str) -> bool:
+        """True when check() would answer CLOSED and record(key, True) would
+        change nothing, known without I/O (False when unsure)."""
+        ...
+
     def state(self, key: str) -> str:
         """CLOSED, OPEN or HALF_OPEN as this process knows it (diagnostics)."""
         ...
@@ -107,6 +118,9 @@ class MemoryBreakerBoard:
         self.transitions = new_transitions()
         self._clock = clock
         self._breakers: dict[str, _Breaker] = {}  # only members with failures or not closed
+
+    def healthy(self, key: str) -> bool:
+        return key not in self._breakers
 
     async def check(self, key: str, lease_s: float) -> str:
         b = self._breakers.get(key)

@@ -130,6 +130,15 @@ class RedisBreakerBoard:
         self._down_until = float("-inf")
         self._last_log = float("-inf")
 
+    def healthy(self, key: str) -> bool:
+        """A fresh cached "closed" and no failures counted here (or, while Redis
+        is down, the local board's answer)."""
+        now = self._now()
+        if now < self._down_until:
+            return self._local.healthy(key)
+        entry = self._cache.get(key)
+        return entry is not None and entry[0] == CLOSED and now < entry[1] and key not in self._failed
+
     async def check(self, key: str, lease_s: float) -> str:
         entry = self._cache.get(key)
         if entry is not None and self._now() < entry[1]:

@@ -70,3 +70,21 @@ async def test_every_kind_of_answer_carries_the_tracing_headers(tmp_path):
             assert resp.headers["x-ms-client-request-id"] == f"mine-{n}"
             seen.add(rid)
         assert [r.status for r in answers] == [200, 401, 401, 200] and len(seen) == 4
+
+
+async def test_a_small_body_over_the_limit_is_refused_like_a_large_one(tmp_path):
+    """A body that arrives whole with the headers is held to LAPIS_MAX_BODY_BYTES too (413, Azure's body)."""
+    conf = settings.load({"LAPIS_HOME": str(tmp_path), "LAPIS_MAX_BODY_BYTES": "2000"})
+    services = await build_services(conf)
+    await demo.seed(services)
+    key = (await services.store.accounts())[0].key1
+    chat = "/accounts/lapis-demo/openai/deployments/gpt-4o-mini/chat/completions"
+    async with TestClient(TestServer(create_app(conf, services))) as client:
+        fits = await client.post(chat, params={"api-version": "2024-10-21"}, headers={"api-key": key},
+                                 json={"messages": [{"role": "user", "content": "a" * 1900}], "max_tokens": 2})
+        over = await client.post(chat, params={"api-version": "2024-10-21"}, headers={"api-key": key},
+                                 json={"messages": [{"role": "user", "content": "a" * 2100}], "max_tokens": 2})
+        assert fits.status == 200 and (await fits.json())["object"] == "chat.completion"
+        assert over.status == 413
+        assert await over.read() == (b'{"error":{"code":"413","message":"The request body is too large. '
+                                     b'The maximum request size is 2000 bytes."}}')

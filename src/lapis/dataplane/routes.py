@@ -163,7 +163,17 @@ class DataPlane:
         return out
 
     async def _body(self, request: web.Request) -> bytes:
-        return await request.read()
+        """The request body. A small body has usually arrived whole with the
+        headers: then it is taken as it is, with no wait (what request.read()
+        does with two awaits and a copy), and held to the same size limit."""
+        content = request.content
+        if not content.is_eof():
+            return await request.read()
+        body = content.read_nowait(-1)
+        if len(body) > self.services.settings.max_body_bytes:
+            raise web.HTTPRequestEntityTooLarge(max_size=self.services.settings.max_body_bytes,
+                                                actual_size=len(body))
+        return body
 
     async def _admit(self, request: web.Request, entry: AccountEntry, dep: DeploymentEntry, cost: int,
                      operation: str) -> tuple[admission.Admission | None, DeploymentEntry, Route]:

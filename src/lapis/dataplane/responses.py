@@ -10,7 +10,8 @@ from __future__ import annotations
 import base64
 import functools
 import hashlib
-import random
+import itertools
+import secrets
 import struct
 import time
 from typing import Any, Sequence
@@ -23,13 +24,16 @@ PROMPT_FILTERS = {"hate": SAFE, "jailbreak": {"filtered": False, "detected": Fal
                   "sexual": SAFE, "violence": SAFE}
 
 
-_ids = random.Random()  # ids need to be unique, not secret: no system call per id
-_BASE62 = bytes.maketrans(b"+/", b"Qz")  # base64's two extra symbols, folded into letters
+_BASE62 = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
+# ids need to be unique, not secret: a random prefix per process, then a counter
+_PREFIX = "".join(secrets.choice(_BASE62) for _ in range(17))
+_counter = itertools.count(secrets.randbits(40))
 
 
 def new_id(prefix: str) -> str:
-    """chatcmpl-<29 base62 characters>, the captured shape."""
-    return prefix + base64.b64encode(_ids.getrandbits(176).to_bytes(22, "little"))[:29].translate(_BASE62).decode()
+    """chatcmpl-<29 base62 characters>, the captured shape: 17 random per
+    process, then 12 hex digits of a counter (hex digits are base62 too)."""
+    return f"{prefix}{_PREFIX}{next(_counter) & 0xFFFF_FFFF_FFFF:012x}"
 
 
 @functools.lru_cache(maxsize=256)

@@ -1,12 +1,21 @@
-"""The bounded queue in front of each sink, and the workspace files behind one."""
+"""The bounded queue in front of each sink, the workspace files behind one, and what the
+dispatcher puts on the queues (requests unshaped, shaped once in the sinks' tasks)."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
+from types import SimpleNamespace
 
+from lapis.auth.actions import CHAT
+from lapis.diagnostics.dispatcher import Diagnostics, Route
 from lapis.diagnostics.files import TableFiles
+from lapis.diagnostics.pending import Pending, records
 from lapis.diagnostics.queue import Rejected, SinkQueue
+from lapis.diagnostics.shaping import denial_audit_log, request_log
+from lapis.observe.record import RequestRecord
+
+ARM_ID = "/subscriptions/s1/resourceGroups/rg1/providers/Microsoft.CognitiveServices/accounts/acct"
 
 
 class GatedSink:
@@ -101,3 +110,56 @@ def test_workspace_files_rotate_and_read_back_oldest_first(tmp_path):
         handle.write(b'{"torn": ')  # a crash mid-line
     assert [r["n"] for r in files.rows("AzureDiagnostics")] == kept
     assert files.tables() == ["AzureDiagnostics"]
+
+
+def request(**changes) -> RequestRecord:
+    base = dict(time=1_716_553_382.435, request_id="r1", operation="chat", operation_name="ChatCompletions_Create",
+                api_version="2024-10-21", status=200, streaming=False, duration_ms=12.5, ttfb_ms=3.25, caller="key1",
+                caller_ip="10.0.0.7", account_id="a1", account_arm_id=ARM_ID, location="eastus", deployment="chat",
+                model="gpt-4o-mini", model_version="2024-07-18", sku="Standard", prompt_tokens=12, completion_tokens=3)
+    base.update(changes)
+    return RequestRecord(**base)
+
+
+async def test_a_request_is_queued_unshaped_and_shaped_once_for_every_sink(tmp_path):
+    services = SimpleNamespace(store=SimpleNamespace(db=None), settings=SimpleNamespace(home=tmp_path))
+    diagnostics = Diagnostics(services)
+    sinks = [GatedSink(), GatedSink()]
+    queues = [SinkQueue(sink, capacity=10, prepare=records) for sink in sinks]
+    diagnostics.routes = {"a1": [Route("s", "eastus", frozenset({"RequestResponse", "Audit"}), False, queues)]}
+    ok, denied = request(), request(request_id="r2", status=401, caller="", error_code="401")
+    diagnostics.observe(ok)
+    diagnostics.observe(denied)
+    diagnostics.observe(request(request_id="r3", location="westus"))  # another region's: never queued
+    assert [type(item) for item in queues[0].items] == [Pending] * 3  # nothing shaped on the request path
+    assert [(p.request.request_id, p.category) for p in queues[0].items] == \
+           [("r1", "RequestResponse"), ("r2", "RequestResponse"), ("r2", "Audit")]
+    for sink, queue in zip(sinks, queues):
+        sink.up.set()
+        queue.start()
+    await until(lambda: all(len(sink.taken) == 3 for sink in sinks))
+    assert sinks[0].taken == [request_log(ok), request_log(denied), denial_audit_log(denied, CHAT.action)]
+    assert all(a is b for a, b in zip(*(sink.taken for sink in sinks)))  # one record, handed to both
+    assert [q.counters()["delivered"] for q in queues] == [3, 3]
+    for queue in queues:
+        await queue.close()
+
+
+async def test_a_request_that_cannot_be_shaped_is_dropped_and_the_sink_goes_on(caplog):
+    caplog.set_level(logging.ERROR, logger="lapis.diagnostics")
+    sink = GatedSink()
+    sink.up.set()
+    queue = SinkQueue(sink, capacity=10, prepare=records)
+    broken = Pending(request(request_id="bad", duration_ms=None), "RequestResponse", False)
+    queue.offer(broken)
+    queue.offer({"n": 1})  # records already shaped (management Audit, metrics) pass as they are
+    queue.offer(Pending(request(), "RequestResponse", False))
+    queue.start()
+    await until(lambda: queue.counters()["queued"] == 0)
+    assert sink.taken == [{"n": 1}, request_log(request())]
+    assert queue.counters() == {"queued": 0, "delivered": 2, "dropped": 1, "failed": 0}
+    assert "could not shape the RequestResponse record of request bad" in caplog.text
+    queue.offer(broken)  # a batch of nothing but such records still leaves the queue
+    await until(lambda: queue.counters()["dropped"] == 2)
+    assert queue.counters()["queued"] == 0 and len(sink.taken) == 2
+    await queue.close()

@@ -3,11 +3,16 @@
 from __future__ import annotations
 
 import json
+import random
+from datetime import datetime, timezone
+from enum import Enum
+from pathlib import Path
 
 import pytest
 
 from lapis.audit.filter import parse_filter, parse_time
 from lapis.diagnostics import query
+from lapis.diagnostics.files import archive_path
 from lapis.diagnostics.metrics import MinuteMetrics
 from lapis.diagnostics.otlp import export_body
 from lapis.diagnostics.shaping import iso, mask_ip, request_log, ticks, workspace_row
@@ -65,6 +70,39 @@ def test_workspace_rows_use_the_table_columns_and_typed_extras():
     assert row["ResourceProvider"] == "MICROSOFT.COGNITIVESERVICES"
     assert json.loads(row["properties_s"])["modelName"] == "gpt-4o-mini"
     assert row["modelDeploymentName_s"] == "chat" and row["promptTokens_d"] == 12.0
+
+
+def test_iso_rounds_and_formats_as_datetime_does():
+    def by_datetime(epoch: float) -> str:
+        moment = datetime.fromtimestamp(epoch, timezone.utc)
+        return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond:06d}0Z"
+
+    picks = random.Random(6)
+    stamps = [picks.uniform(0, 4e9) for _ in range(20_000)]
+    stamps += [s + 5e-7 for s in stamps[:5000]]  # halfway between two microseconds
+    stamps += [0.0, 59.9999996, 1_716_553_382.9999994, 1_716_553_382.9999996, 1.5e-6, 2.5e-6]
+    assert [iso(s) for s in stamps] == [by_datetime(s) for s in stamps]
+    assert iso(1_716_553_382.9999996) == "2024-05-24T12:23:03.0000000Z"  # rounds into the next second
+
+
+class Tier(str, Enum):
+    STANDARD = "Standard"
+
+
+def test_workspace_columns_are_typed_by_value_subclasses_included():
+    log = request_log(record())
+    log["properties"].update(sku=Tier.STANDARD, flagged=True, count=3, ratio=0.5, nothing=None, listed=[1])
+    _, row = workspace_row(log)
+    assert row["sku_s"] is Tier.STANDARD and row["flagged_b"] is True
+    assert row["count_d"] == 3.0 and isinstance(row["count_d"], float) and row["ratio_d"] == 0.5
+    assert not [c for c in row if c.startswith(("nothing_", "listed_", "flagged_d"))]
+
+
+def test_archive_blob_is_the_hour_of_the_record():
+    log = request_log(record())
+    path = archive_path(Path("/x"), log).as_posix()
+    assert path == (f"/x/insights-logs-requestresponse/resourceId={ARM_ID.upper()}/y=2024/m=05/d=24/h=12/m=00/"
+                    "PT1H.json")
 
 
 def test_metrics_aggregate_per_minute():

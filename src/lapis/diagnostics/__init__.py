@@ -3,6 +3,8 @@
     settings.py    the ARM resource's properties, destinations, residency rule
     store.py       the diagnostic_settings table
     shaping.py     records as Azure writes them (resource logs, metrics, Log Analytics rows)
+    pending.py     a data-plane request on the sinks' queues, shaped when a sink takes it
+    stencils.py    the same bytes as shaping, cheaply, for requests alike
     queue.py       the bounded queue in front of each sink, with retries
     files.py       Log Analytics workspace and storage archive stand-ins (JSON lines)
     webhook.py     batched HTTP POST

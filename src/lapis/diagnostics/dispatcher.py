@@ -1,9 +1,12 @@
 """Diagnostics: the settings in force, their sinks, and the observer that feeds them.
 
 `observe(record)` is a data-plane observer (lapis.observe.record): it looks up
-the account's routes (one per diagnostic setting), shapes the record once per
-category it falls in, and offers it to each sink's bounded queue. It never
-waits: a full queue is a counted drop (lapis.diagnostics.queue).
+the account's routes (one per diagnostic setting) and offers the request, once
+per category it falls in and unshaped (lapis.diagnostics.pending.Pending), to
+each sink's bounded queue. It never waits: a full queue is a counted drop
+(lapis.diagnostics.queue). Each sink's queue task shapes what it takes, in
+the form its sink writes, once for every sink it went to: the request path
+only decides where a record goes.
 
 Which category a data-plane request falls in:
     RequestResponse  every request
@@ -35,24 +38,24 @@ from typing import Any
 
 import aiohttp
 
-from lapis.auth.actions import CHAT, COMPLETIONS, EMBEDDINGS, MODELS_LIST
-from lapis.diagnostics import content
+from lapis.diagnostics import content, pending
 from lapis.diagnostics.eventhubs import EventHubSink
 from lapis.diagnostics.files import ArchiveSink, TableFiles, WorkspaceSink
 from lapis.diagnostics.metrics import MinuteMetrics
 from lapis.diagnostics.otlp import OtlpSink
+from lapis.diagnostics.pending import DATA_ACTIONS, Pending  # noqa: F401 - DATA_ACTIONS: the audit recorder's
 from lapis.diagnostics.queue import SinkQueue
 from lapis.diagnostics.settings import DiagnosticSetting, Destination
-from lapis.diagnostics.shaping import denial_audit_log, management_audit_log, now, request_log
+from lapis.diagnostics.shaping import management_audit_log, now
+from lapis.diagnostics.stencils import Stencils
 from lapis.diagnostics.store import CHANGED_CHANNEL, SettingsStore
 from lapis.diagnostics.webhook import WebhookSink
 from lapis.observe.record import RequestRecord
 
 log = logging.getLogger("lapis.diagnostics")
 DENIALS = (401, 403)
-DATA_ACTIONS = {"chat": CHAT.action, "completions": COMPLETIONS.action, "embeddings": EMBEDDINGS.action,
-                "models": MODELS_LIST.action}
 METRIC_FLUSH_SECONDS = 10.0
+PREPARE = {"workspace": pending.for_workspace, "eventhub": pending.for_event_hub}  # else pending.records
 
 
 @dataclass(slots=True)
@@ -92,6 +95,7 @@ class Diagnostics:
         self.opener = content.Opener(self.keyring)
         self.queues: dict[str, SinkQueue] = {}  # sink identity -> its queue
         self.metrics = MinuteMetrics()
+        self.stencils = Stencils()  # the JSON of requests alike, made once (lapis.diagnostics.stencils)
         self._tables: dict[Path, TableFiles] = {}
         self._redis: Any = None
         self._http: aiohttp.ClientSession | None = None
@@ -181,7 +185,8 @@ class Diagnostics:
             sink = WebhookSink(name, destination.url, self._session)
         else:
             sink = OtlpSink(name, destination.url, self._session)
-        queue = SinkQueue(sink, self.capacity, max_backoff=self.max_backoff)
+        queue = SinkQueue(sink, self.capacity, max_backoff=self.max_backoff,
+                          prepare=PREPARE.get(destination.kind, pending.records))
         queue.start()
         return queue
 
@@ -200,11 +205,11 @@ class Diagnostics:
         return account_id in self.content_accounts
 
     def observe(self, record: RequestRecord) -> None:
-        """A data-plane observer: shape and queue, never wait."""
+        """A data-plane observer: queue, never wait (the sinks' tasks shape: lapis.diagnostics.pending)."""
         routes = self.routes.get(record.account_id)
         if not routes:
             return
-        shaped: dict[str, dict[str, Any]] = {}
+        made: dict[str, Pending] = {}
         wants_metrics = False
         for route in routes:
             if route.location != record.location:  # residency: never another region's sink
@@ -215,21 +220,13 @@ class Diagnostics:
                     continue
                 with_text = route.content and category == "RequestResponse" and record.content is not None
                 name = category + "+content" if with_text else category
-                item = shaped.get(name)
+                item = made.get(name)
                 if item is None:
-                    item = shaped[name] = self._shape(record, category)
-                    if with_text:
-                        item = shaped[name] = content.with_content(item, record.account_id, record.content)
+                    item = made[name] = Pending(record, category, with_text, self.stencils)
                 for queue in route.queues:
                     queue.offer(item)
         if wants_metrics:
             self.metrics.add(record)
-
-    @staticmethod
-    def _shape(record: RequestRecord, category: str) -> dict[str, Any]:
-        if category == "Audit":
-            return denial_audit_log(record, DATA_ACTIONS.get(record.operation, ""))
-        return request_log(record, category)
 
     def management(self, event: dict[str, Any], status: int, account_id: str, account_arm_id: str,
                    location: str) -> None:

@@ -44,24 +44,42 @@ class Bucket:
         agg[3] = max(agg[3], value)
 
 
+def _fold(agg: list[float], value: float) -> None:
+    agg[0] += 1
+    agg[1] += value
+    if value < agg[2]:
+        agg[2] = value
+    if value > agg[3]:
+        agg[3] = value
+
+
 class MinuteMetrics:
     def __init__(self) -> None:
-        self.buckets: dict[tuple[str, float], Bucket] = {}
+        self.buckets: dict[tuple[str, float], Bucket] = {}  # (account id, minute number) -> its bucket
 
     def add(self, record: RequestRecord) -> None:
-        minute = float(int(record.time // 60) * 60)
-        key = (record.account_id, minute)
+        key = (record.account_id, record.time // 60)
         bucket = self.buckets.get(key)
+        prompt, completion = float(record.prompt_tokens), float(record.completion_tokens)
         if bucket is None:
-            bucket = self.buckets[key] = Bucket(record.account_id, record.account_arm_id, record.location, minute)
-        tokens = float(record.prompt_tokens + record.completion_tokens)
-        for name, value in zip(NAMES, (1.0, float(record.prompt_tokens), float(record.completion_tokens), tokens,
-                                       record.ttfb_ms, record.duration_ms)):
-            bucket.add(name, value)
+            bucket = self.buckets[key] = Bucket(record.account_id, record.account_arm_id, record.location,
+                                                float(int(key[1]) * 60))
+            for name, value in zip(NAMES, (1.0, prompt, completion, prompt + completion, record.ttfb_ms,
+                                           record.duration_ms)):
+                bucket.add(name, value)
+            return
+        requests, prompts, completions, tokens, first, last = bucket.values.values()  # NAMES' order, as added
+        requests[0] += 1
+        requests[1] += 1.0  # its minimum and maximum stay 1
+        _fold(prompts, prompt)
+        _fold(completions, completion)
+        _fold(tokens, prompt + completion)
+        _fold(first, record.ttfb_ms)
+        _fold(last, record.duration_ms)
 
     def take(self, before: float | None = None) -> list[tuple[Bucket, list[dict[str, Any]]]]:
         """Remove and return the minutes that started before `before` (all when None), as records."""
-        done = [k for k in self.buckets if before is None or k[1] + 60 <= before]
+        done = [k for k, b in self.buckets.items() if before is None or b.minute + 60 <= before]
         out = []
         for key in sorted(done, key=lambda k: k[1]):
             bucket = self.buckets.pop(key)

@@ -10,6 +10,12 @@ until the queue is full, and then only the records that did not fit, each
 counted in `dropped`; the log says when a sink goes down, when its queue
 fills, and when it comes back (with how many records were lost meanwhile).
 
+What is queued may be the record itself or something that becomes one:
+`prepare`, when given, turns each batch into the records the sink takes,
+just before delivery (the dispatcher queues data-plane requests unshaped
+and shapes them here, off the request path). An item it cannot turn into a
+record is left out, counted in `dropped` (and logged by `prepare`).
+
 Errors a sink raises:
     Rejected        the destination refused the batch for good (an HTTP 400):
                     dropped and counted, never retried
@@ -23,7 +29,7 @@ import logging
 import random
 from collections import deque
 from itertools import islice
-from typing import Any, Protocol
+from typing import Any, Callable, Protocol
 
 log = logging.getLogger("lapis.diagnostics")
 
@@ -35,19 +41,20 @@ class Rejected(Exception):
 class Sink(Protocol):
     name: str
 
-    async def deliver(self, records: list[dict[str, Any]]) -> None: ...
+    async def deliver(self, records: list[Any]) -> None: ...  # records, or what `prepare` made of them
     async def close(self) -> None: ...
 
 
 class SinkQueue:
     def __init__(self, sink: Sink, capacity: int, batch: int = 200, min_backoff: float = 0.05,
-                 max_backoff: float = 5.0):
+                 max_backoff: float = 5.0, prepare: Callable[[list[Any]], list[Any]] | None = None):
         self.sink = sink
         self.capacity = capacity
         self.batch = batch
         self.min_backoff = min_backoff
         self.max_backoff = max_backoff
-        self.items: deque[dict[str, Any]] = deque()
+        self.prepare = prepare
+        self.items: deque[Any] = deque()
         self.delivered = 0
         self.dropped = 0
         self.failed = 0
@@ -65,7 +72,7 @@ class SinkQueue:
         if self._task is None:
             self._task = asyncio.get_running_loop().create_task(self._run(), name=f"sink {self.name}")
 
-    def offer(self, record: dict[str, Any]) -> bool:
+    def offer(self, record: Any) -> bool:
         """Queue one record without waiting; False (and a counted drop) when the queue is full."""
         if len(self.items) >= self.capacity:
             self.dropped += 1
@@ -91,8 +98,13 @@ class SinkQueue:
                 await self._wake.wait()
                 continue
             batch = list(islice(self.items, 0, self.batch))
+            records = batch if self.prepare is None else self.prepare(batch)
+            if not records:  # nothing in the batch became a record
+                self._take(len(batch))
+                self.dropped += len(batch)
+                continue
             try:
-                await self.sink.deliver(batch)
+                await self.sink.deliver(records)
             except asyncio.CancelledError:
                 raise
             except Rejected as refusal:
@@ -113,7 +125,8 @@ class SinkQueue:
                 delay = min(delay * 2, self.max_backoff)
                 continue
             self._take(len(batch))
-            self.delivered += len(batch)
+            self.delivered += len(records)
+            self.dropped += len(batch) - len(records)
             delay = self.min_backoff
             if self._down:
                 self._down = False

@@ -35,21 +35,38 @@ fields (`modelDeploymentName_s`, `promptTokens_d`), so they can be filtered.
 
 from __future__ import annotations
 
-import json
+import math
 import time as clock
 from datetime import datetime, timezone
+from functools import lru_cache
 from typing import Any
+
+import msgspec
 
 from lapis.observe.record import RequestRecord
 
 _TICKS_AT_EPOCH = 621_355_968_000_000_000  # .NET ticks (100 ns since 0001-01-01) at 1970-01-01
 KEY_NAMES = ("key1", "key2")
+_encode = msgspec.json.Encoder().encode
+
+
+@lru_cache(maxsize=256)
+def _second(whole: int) -> str:
+    return datetime.fromtimestamp(whole, timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.")
 
 
 def iso(epoch: float) -> str:
-    """Azure's timestamp form, 7 fraction digits: 2024-05-24T12:23:02.4350000Z."""
-    moment = datetime.fromtimestamp(epoch, timezone.utc)
-    return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond:06d}0Z"
+    """Azure's timestamp form, 7 fraction digits: 2024-05-24T12:23:02.4350000Z.
+
+    The microseconds are rounded as datetime.fromtimestamp rounds them (half to
+    even); the date and time of each second are formatted once (a small cache)."""
+    fraction, whole = math.modf(epoch)
+    micros = round(fraction * 1e6)
+    if micros >= 1_000_000:
+        whole, micros = whole + 1, micros - 1_000_000
+    elif micros < 0:
+        whole, micros = whole - 1, micros + 1_000_000
+    return f"{_second(int(whole))}{micros:06d}0Z"
 
 
 def ticks(epoch: float) -> int:
@@ -87,10 +104,13 @@ def _base(record: RequestRecord, category: str) -> dict[str, Any]:
 def request_log(record: RequestRecord, category: str = "RequestResponse") -> dict[str, Any]:
     """The RequestResponse (or Trace) record of one data-plane request."""
     log = _base(record, category)
+    caller, started = record.caller, record.time
+    keyed = caller in KEY_NAMES
     props: dict[str, Any] = {
         "apiName": f"Azure OpenAI API version {record.api_version}" if record.api_version else "Azure OpenAI API",
-        "requestTime": ticks(record.time), "responseTime": ticks(record.time + record.duration_ms / 1000.0),
-        **caller_fields(record.caller),
+        "requestTime": _TICKS_AT_EPOCH + int(started * 10_000_000),
+        "responseTime": _TICKS_AT_EPOCH + int((started + record.duration_ms / 1000.0) * 10_000_000),
+        "objectId": "" if keyed else caller, "keyName": caller if keyed else "",  # as caller_fields
         "streamType": "Streaming" if record.streaming else "Non-Streaming",
         "modelDeploymentName": record.deployment, "modelName": record.model, "modelVersion": record.model_version,
         "apiVersion": record.api_version, "timeToFirstByteMs": round(record.ttfb_ms, 3),
@@ -140,7 +160,9 @@ def metric_record(resource_id: str, minute: float, name: str, count: int, total:
 
 # -- Log Analytics rows --------------------------------------------------------
 
+@lru_cache(maxsize=1024)
 def _resource_columns(resource_id: str) -> dict[str, str]:
+    """The resource's columns (the same dict each time: callers copy it into their row)."""
     parts = resource_id.split("/")
     padded = parts + [""] * (9 - len(parts))
     return {"ResourceId": resource_id, "SubscriptionId": padded[2], "ResourceGroup": padded[4],
@@ -168,18 +190,27 @@ def workspace_row(record: dict[str, Any]) -> tuple[str, dict[str, Any]]:
                or "TTLT" in record["metricName"] else "Count", "Type": "AzureMetrics"}
         return "AzureMetrics", row
     props = record.get("properties") or {}
+    get = record.get
     row = {"TimeGenerated": record["time"], **_resource_columns(record["resourceId"]),
            "Category": record["category"], "OperationName": record["operationName"],
-           "ResultSignature": record.get("resultSignature", ""), "DurationMs": record.get("durationMs", 0),
-           "CallerIPAddress": record.get("callerIpAddress", ""), "CorrelationId": record.get("correlationId", ""),
-           "Level": record.get("level", "Informational"), "Tenant_s": record.get("Tenant", ""),
-           "event_s": record.get("event", ""), "location_s": record.get("location", ""),
-           "properties_s": json.dumps(props, separators=(",", ":")), "Type": "AzureDiagnostics",
+           "ResultSignature": get("resultSignature", ""), "DurationMs": get("durationMs", 0),
+           "CallerIPAddress": get("callerIpAddress", ""), "CorrelationId": get("correlationId", ""),
+           "Level": get("level", "Informational"), "Tenant_s": get("Tenant", ""),
+           "event_s": get("event", ""), "location_s": get("location", ""),
+           "properties_s": _encode(props).decode(), "Type": "AzureDiagnostics",
            "SourceSystem": "Azure"}
-    for key, value in props.items():
-        suffix = _suffix(value)
-        if suffix:
-            row[f"{key}_{suffix}"] = float(value) if suffix == "d" else value
+    for key, value in props.items():  # as _suffix names them; the exact types without a call
+        kind = type(value)
+        if kind is str:
+            row[key + "_s"] = value
+        elif kind is int or kind is float:
+            row[key + "_d"] = float(value)
+        elif kind is bool:
+            row[key + "_b"] = value
+        else:
+            suffix = _suffix(value)
+            if suffix:
+                row[f"{key}_{suffix}"] = float(value) if suffix == "d" else value
     return "AzureDiagnostics", row
 
 

@@ -12,10 +12,10 @@ receiver will never take this batch, so it is dropped (`Rejected`).
 
 from __future__ import annotations
 
-import json
 from typing import Any, Callable
 
 import aiohttp
+import msgspec
 
 from lapis.diagnostics.queue import Rejected
 
@@ -33,7 +33,7 @@ def check_status(status: int, where: str) -> None:
 
 async def post_json(session: aiohttp.ClientSession, url: str, payload: Any) -> None:
     """One delivery attempt of a JSON body (the webhook and OTLP sinks)."""
-    body = json.dumps(payload, separators=(",", ":")).encode()
+    body = msgspec.json.encode(payload)
     async with session.post(url, data=body, timeout=TIMEOUT, headers={"Content-Type": "application/json"}) as response:
         await response.read()
         check_status(response.status, url)

@@ -30,6 +30,7 @@ from __future__ import annotations
 import asyncio
 import heapq
 import math
+from asyncio import current_task, get_running_loop
 from types import TracebackType
 
 __all__ = ["SharedTimer", "Timeout", "GRAIN_S", "GRAIN_SHARE"]
@@ -43,7 +44,7 @@ class SharedTimer:
     """The timeouts of one owner, on one loop timer (bound to the running loop
     on first use, and to a new loop if the owner moves to one)."""
 
-    __slots__ = ("_loop", "_slots", "_heap", "_handle", "_armed")
+    __slots__ = ("_loop", "_slots", "_heap", "_handle", "_armed", "_seconds", "_grain")
 
     def __init__(self) -> None:
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -51,6 +52,7 @@ class SharedTimer:
         self._heap: list[float] = []  # slot times, earliest first
         self._handle: asyncio.TimerHandle | None = None
         self._armed = math.inf  # when the loop timer fires
+        self._seconds, self._grain = 0.0, GRAIN_S  # the last timeout's grain (an owner mostly uses one)
 
     def timeout(self, seconds: float) -> Timeout:
         """A context manager ending its block `seconds` from when it is entered."""
@@ -69,12 +71,20 @@ class SharedTimer:
         self._heap.clear()
 
     def _join(self, block: Timeout, seconds: float) -> set[Timeout]:
-        loop = asyncio.get_running_loop()
+        """Put `block` (being entered in the running task) in its slot; the slot."""
+        loop = get_running_loop()
         if loop is not self._loop:
             self.close()
             self._loop = loop
-        ratio = seconds * (GRAIN_SHARE / GRAIN_S)
-        grain = GRAIN_S if ratio <= 1.0 else math.ldexp(GRAIN_S, math.frexp(ratio)[1])
+        task = current_task(loop)
+        if task is None:
+            raise RuntimeError("Timeout should be used inside a task")
+        block._task, block._cancelling = task, task.cancelling()
+        if seconds != self._seconds:
+            ratio = seconds * (GRAIN_SHARE / GRAIN_S)
+            self._grain = GRAIN_S if ratio <= 1.0 else math.ldexp(GRAIN_S, math.frexp(ratio)[1])
+            self._seconds = seconds
+        grain = self._grain
         at = math.ceil((loop.time() + seconds) / grain) * grain
         slot = self._slots.get(at)
         if slot is None:
@@ -113,7 +123,8 @@ class Timeout:
     def __init__(self, timer: SharedTimer, seconds: float) -> None:
         self._timer = timer
         self._seconds = seconds
-        self._task: asyncio.Task | None = None
+        self._task: asyncio.Task | None = None  # set on entering
+        self._cancelling = 0
         self._slot: set[Timeout] | None = None
         self._expired = False
 
@@ -121,13 +132,8 @@ class Timeout:
         return self._expired
 
     def __enter__(self) -> Timeout:
-        if self._slot is not None or self._task is not None:
+        if self._task is not None:
             raise RuntimeError("Timeout has already been entered")
-        task = asyncio.current_task()
-        if task is None:
-            raise RuntimeError("Timeout should be used inside a task")
-        self._task = task
-        self._cancelling = task.cancelling()
         self._slot = self._timer._join(self, self._seconds)
         return self
 

@@ -163,3 +163,30 @@ async def test_a_request_that_cannot_be_shaped_is_dropped_and_the_sink_goes_on(c
     await until(lambda: queue.counters()["dropped"] == 2)
     assert queue.counters()["queued"] == 0 and len(sink.taken) == 2
     await queue.close()
+
+
+async def test_a_lingering_queue_writes_at_once_after_a_quiet_spell_then_gathers_whole_batches():
+    class Batches(GatedSink):
+        def __init__(self) -> None:
+            super().__init__()
+            self.sizes: list[int] = []
+
+        async def deliver(self, records):
+            self.sizes.append(len(records))
+            await super().deliver(records)
+
+    sink = Batches()
+    sink.up.set()
+    queue = SinkQueue(sink, capacity=100, batch=3, linger=60.0)
+    queue.start()
+    queue.offer({"n": 0})
+    await until(lambda: queue.counters()["delivered"] == 1)  # nothing written lately: no waiting
+    for n in (1, 2):
+        queue.offer({"n": n})
+        for _ in range(5):
+            await asyncio.sleep(0)
+    assert queue.counters()["queued"] == 2  # written a moment ago: it waits for more
+    queue.offer({"n": 3})  # a whole batch: written at once
+    await until(lambda: queue.counters()["delivered"] == 4)
+    assert sink.sizes == [1, 3] and [r["n"] for r in sink.taken] == [0, 1, 2, 3]
+    await queue.close()

@@ -55,6 +55,7 @@ from lapis.observe.record import RequestRecord
 log = logging.getLogger("lapis.diagnostics")
 DENIALS = (401, 403)
 METRIC_FLUSH_SECONDS = 10.0
+LINGER = 0.05  # seconds a sink waits for a whole batch: fewer, larger writes (lapis.diagnostics.queue)
 PREPARE = {"workspace": pending.for_workspace, "eventhub": pending.for_event_hub}  # else pending.records
 
 
@@ -186,7 +187,7 @@ class Diagnostics:
         else:
             sink = OtlpSink(name, destination.url, self._session)
         queue = SinkQueue(sink, self.capacity, max_backoff=self.max_backoff,
-                          prepare=PREPARE.get(destination.kind, pending.records))
+                          prepare=PREPARE.get(destination.kind, pending.records), linger=LINGER)
         queue.start()
         return queue
 

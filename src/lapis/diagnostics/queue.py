@@ -2,7 +2,11 @@
 
 The request path only calls `offer()`: it appends to a bounded deque, or
 counts a drop when the queue is full, and returns at once. One task per sink
-takes batches from the head and hands them to the sink. A batch leaves the
+takes batches from the head and hands them to the sink. With `linger`, a
+sink writes at most once per `linger` seconds unless a whole batch is
+waiting: a record after a quiet spell goes at once, and a busy server makes
+a few large writes rather than many small ones (each write has its cost:
+an XADD, a thread hop, an fsync). A batch leaves the
 queue only once the sink took it, so a failed delivery is retried with
 exponential backoff (at-least-once: a batch the sink took just before a
 connection broke may come twice). A sink outage therefore loses nothing
@@ -47,8 +51,10 @@ class Sink(Protocol):
 
 class SinkQueue:
     def __init__(self, sink: Sink, capacity: int, batch: int = 200, min_backoff: float = 0.05,
-                 max_backoff: float = 5.0, prepare: Callable[[list[Any]], list[Any]] | None = None):
+                 max_backoff: float = 5.0, prepare: Callable[[list[Any]], list[Any]] | None = None,
+                 linger: float = 0.0):
         self.sink = sink
+        self.linger = linger
         self.capacity = capacity
         self.batch = batch
         self.min_backoff = min_backoff
@@ -63,6 +69,9 @@ class SinkQueue:
         self._dropped_before = 0
         self._wake = asyncio.Event()
         self._task: asyncio.Task | None = None
+        self._whole = min(batch, capacity)  # what ends a linger at once
+        self._written = float("-inf")  # loop time of the last delivery
+        self._gathering: asyncio.Future | None = None  # set while lingering
 
     @property
     def name(self) -> str:
@@ -83,6 +92,8 @@ class SinkQueue:
             return False
         self.items.append(record)
         self._wake.set()
+        if self._gathering is not None and len(self.items) >= self._whole:
+            self._gathered()
         return True
 
     def counters(self) -> dict[str, int]:
@@ -90,19 +101,38 @@ class SinkQueue:
         return {"queued": len(self.items), "delivered": self.delivered, "dropped": self.dropped,
                 "failed": self.failed}
 
+    def _gathered(self) -> None:
+        if self._gathering is not None and not self._gathering.done():
+            self._gathering.set_result(None)
+
+    async def _gather(self, deadline: float) -> None:
+        """Until `deadline` (loop time), or until a whole batch is queued."""
+        loop = asyncio.get_running_loop()
+        self._gathering = loop.create_future()
+        timer = loop.call_at(deadline, self._gathered)
+        try:
+            await self._gathering
+        finally:
+            timer.cancel()
+            self._gathering = None
+
     async def _run(self) -> None:
+        loop = asyncio.get_running_loop()
         delay = self.min_backoff
         while True:
             if not self.items:
                 self._wake.clear()
                 await self._wake.wait()
                 continue
+            if self.linger and len(self.items) < self._whole and loop.time() < self._written + self.linger:
+                await self._gather(self._written + self.linger)  # one write for many records
             batch = list(islice(self.items, 0, self.batch))
             records = batch if self.prepare is None else self.prepare(batch)
             if not records:  # nothing in the batch became a record
                 self._take(len(batch))
                 self.dropped += len(batch)
                 continue
+            dropped_before = self.dropped
             try:
                 await self.sink.deliver(records)
             except asyncio.CancelledError:
@@ -118,7 +148,7 @@ class SinkQueue:
                 self.failed += 1
                 if not self._down:
                     self._down = True
-                    self._dropped_before = self.dropped
+                    self._dropped_before = dropped_before  # it was down from this attempt on
                     log.warning("diagnostics sink %s is down (%r); holding up to %d records and retrying",
                                 self.name, failure, self.capacity)
                 await asyncio.sleep(delay * random.uniform(0.5, 1.0))
@@ -127,6 +157,7 @@ class SinkQueue:
             self._take(len(batch))
             self.delivered += len(records)
             self.dropped += len(batch) - len(records)
+            self._written = loop.time()
             delay = self.min_backoff
             if self._down:
                 self._down = False

@@ -1,9 +1,13 @@
-"""The three servers of bench/gateway_throughput.py: the fast upstream engine, Lapis in front
-of it, and the LiteLLM proxy in front of it (installed into a venv of its own on first use).
+"""The servers of bench/gateway_throughput.py: the fast upstream engine, a bare aiohttp proxy in
+front of it, Lapis in front of it, and the LiteLLM proxy in front of it (installed into a venv of
+its own on first use).
 
     start_upstream   tests/support/fake_upstream.py as a child process: OpenAI-compatible
                      (/v1/chat/completions, /slow/v1/... for 200-chunk streams) and Azure-style
                      (/openai/deployments/{d}/chat/completions, api-key "fake-azure-key")
+    start_bare_proxy bench/bare_proxy.py over the upstream's /v1/chat/completions: the body
+                     forwarded unchanged through one pooled aiohttp.ClientSession with Lapis's
+                     connector limits (the ceiling of an aiohttp proxy hop)
     start_gateway    `lapis serve --demo`, LAPIS_RATELIMIT=off, with openai-compatible backends
                      registered for gpt-4o-mini in eastus (the demo account's region) through
                      PUT /lapis/admin/backends/{id}, so the demo deployment is served by them
@@ -24,9 +28,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from common import (
-    API_VERSION, DEPLOYMENT, ROOT, Children, Lapis, clean_env, demo_endpoint, free_port, http_request, start_lapis,
-    wait_listening,
+    API_VERSION, BENCH, DEPLOYMENT, ROOT, Children, Lapis, clean_env, demo_endpoint, free_port, http_request,
+    start_lapis, wait_listening,
 )
+
+sys.path.insert(0, str(ROOT / "src"))
+from lapis.backends.http import DNS_TTL_S, KEEPALIVE_S, POOL_SIZE  # noqa: E402 - the bare proxy pools alike
 
 UPSTREAM_KEY = "fake-azure-key"  # what tests/support/fake_upstream.py accepts on its Azure paths
 UPSTREAM_DEPLOYMENT = "fake"
@@ -68,6 +75,24 @@ def start_upstream(children: Children, workdir: Path, chunk_delay: float) -> Tar
     headers = {"Content-Type": "application/json", "api-key": UPSTREAM_KEY}
     return Target("direct", port, azure_path("", UPSTREAM_DEPLOYMENT), headers, proc,
                   ready_s=time.perf_counter() - t0, note="tests/support/fake_upstream.py (aiohttp.web + msgspec, uvloop)")
+
+
+def start_bare_proxy(children: Children, workdir: Path, upstream_port: int) -> Target:
+    """bench/bare_proxy.py forwarding to the upstream's OpenAI-compatible chat path, with the connector
+    limits of Lapis's backends; loaded on the same Azure path as the others (it ignores path and key)."""
+    port = free_port()
+    log_path = workdir / "bare-proxy.log"
+    upstream = f"http://127.0.0.1:{upstream_port}/v1/chat/completions"
+    t0 = time.perf_counter()
+    with open(log_path, "wb") as log:
+        proc = children.spawn([sys.executable, str(BENCH / "bare_proxy.py"), str(port), upstream,
+                               "--limit", str(POOL_SIZE), "--keepalive", str(KEEPALIVE_S), "--dns-ttl", str(DNS_TTL_S)],
+                              env=clean_env(), stdout=log, stderr=subprocess.STDOUT, cwd=str(workdir))
+    wait_listening(proc, port, "bare proxy", log_path)
+    headers = {"Content-Type": "application/json", "api-key": "bare-proxy-ignores-the-key-000000"}
+    return Target("bare proxy", port, azure_path("", DEPLOYMENT), headers, proc, ready_s=time.perf_counter() - t0,
+                  note=f"bench/bare_proxy.py (aiohttp.web + one pooled aiohttp.ClientSession, limit {POOL_SIZE}, "
+                       f"uvloop) -> {upstream}")
 
 
 def start_gateway(children: Children, home: Path, upstream_port: int, backends: int = 1, slow: bool = False,

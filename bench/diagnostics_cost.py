@@ -42,6 +42,8 @@ from types import SimpleNamespace
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "src"))
 
+import redis.asyncio as aioredis  # noqa: E402
+
 from lapis.diagnostics.dispatcher import Diagnostics  # noqa: E402
 from lapis.diagnostics.settings import DiagnosticSetting  # noqa: E402
 from lapis.observe.record import RequestRecord  # noqa: E402
@@ -114,8 +116,10 @@ async def once(count: int, content: bool) -> tuple[float, float, float, float, f
         counters = diagnostics.counters()
         entries = await broker.xlen(stream)
     finally:
-        await broker.delete(stream)
-        await diagnostics.stop()
+        await diagnostics.stop()  # its last AllMetrics records go to the stream: delete it after
+        cleaner = aioredis.from_url("redis://127.0.0.1:6379/0")
+        await cleaner.delete(stream)
+        await cleaner.aclose()
         shutil.rmtree(home, ignore_errors=True)
     scale = 1e6 / count
     return spent / 1000 / count, (user + system) * scale, user * scale, system * scale, wall * scale, counters, entries

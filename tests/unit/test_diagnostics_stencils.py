@@ -4,9 +4,9 @@ whatever the request holds; and they are made only for requests alike, and only 
 from __future__ import annotations
 
 import random
-from dataclasses import fields, replace
 
 import msgspec
+from msgspec.structs import fields, replace
 
 from lapis.diagnostics.pending import Pending, for_event_hub, for_workspace
 from lapis.diagnostics.shaping import request_log, workspace_row

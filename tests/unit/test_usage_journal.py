@@ -11,9 +11,9 @@ from __future__ import annotations
 
 import os
 import time
-from dataclasses import replace
 
 import msgspec
+from msgspec.structs import replace
 from aiohttp import web
 from aiohttp.test_utils import make_mocked_request
 

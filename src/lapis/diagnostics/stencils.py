@@ -36,11 +36,11 @@ What keeps it honest:
 from __future__ import annotations
 
 import re
-from dataclasses import fields
 from operator import attrgetter, itemgetter
 from typing import Any
 
 import msgspec
+from msgspec.structs import fields
 
 from lapis.diagnostics.shaping import iso, mask_ip, request_log, ticks, workspace_row
 from lapis.observe.record import RequestRecord

@@ -20,14 +20,14 @@ What the handlers leave on the request's state for it (lapis.requestkeys.Request
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, field
 from typing import Callable
+
+import msgspec
 
 log = logging.getLogger("lapis.observe")
 
 
-@dataclass(slots=True)
-class RequestRecord:
+class RequestRecord(msgspec.Struct):
     time: float  # epoch seconds when the request arrived
     request_id: str
     operation: str  # chat | completions | embeddings | models
@@ -45,7 +45,7 @@ class RequestRecord:
     subscription_id: str = ""
     resource_group: str = ""
     location: str = ""  # the account's region, e.g. eastus
-    tags: dict[str, str] = field(default_factory=dict)  # the account's tags
+    tags: dict[str, str] = msgspec.field(default_factory=dict)  # the account's tags
     deployment: str = ""
     model: str = ""
     model_version: str = ""

@@ -75,6 +75,7 @@ def _is_arm(request: web.Request) -> bool:
 def _render(request: web.Request, error: ApiError) -> web.Response:
     state = state_of(request)
     state.error_code = error.code
+    state.stamped = False  # headers a handler made before failing are not this answer's
     if _is_arm(request):
         return arm_error_response(error)
     response = web.Response(body=error.body, status=error.status, content_type="application/json")

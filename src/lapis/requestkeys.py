@@ -26,7 +26,7 @@ __all__ = ["RequestState", "STATE", "state_of"]
 
 class RequestState:
     __slots__ = ("request_id", "started", "first_byte", "region", "account", "deployment", "caller", "usage",
-                 "served", "error_code", "spilled_from", "content", "admission")
+                 "served", "error_code", "spilled_from", "content", "admission", "stamped")
 
     def __init__(self, request_id: str = "") -> None:
         self.request_id = request_id
@@ -42,6 +42,7 @@ class RequestState:
         self.spilled_from = ""  # the deployment whose 429 sent this one to its spillover
         self.content: dict[str, Any] | None = None  # prompt and response text, only when a diagnostic setting asks
         self.admission: Admission | None = None  # the quota admission to settle and report in headers
+        self.stamped = False  # the answer's headers already hold the tracing headers (lapis.tracing)
 
 
 STATE = web.RequestKey("lapis_state", RequestState)

@@ -16,6 +16,7 @@ from aiohttp import web
 
 from lapis.ratelimit.policy import is_provisioned
 from lapis.requestkeys import state_of
+from lapis.tracing import tracing_headers
 from lapis.auth import actions
 from lapis.dataplane import admission, apiversions, chat, embeddings, network, responses
 from lapis.dataplane.directory import AccountEntry, DeploymentEntry
@@ -37,7 +38,8 @@ OPERATIONS = {"chat": "chat", "completions": "completions", "embeddings": "embed
 
 
 def json_response(payload: Any, headers: dict[str, str], status: int = 200) -> web.Response:
-    return web.Response(body=_encode(payload), status=status, headers=headers, content_type="application/json")
+    headers["Content-Type"] = "application/json"
+    return web.Response(body=_encode(payload), status=status, headers=headers)
 
 
 class DataPlane:
@@ -160,7 +162,7 @@ class DataPlane:
         ticket = state.admission
         if ticket is not None and dep is not None:
             out.update(ticket.headers(is_provisioned(dep.sku)))
-        return out
+        return tracing_headers(request, out)
 
     async def _body(self, request: web.Request) -> bytes:
         """The request body. A small body has usually arrived whole with the

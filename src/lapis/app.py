@@ -113,7 +113,7 @@ def azure_envelope(max_body_bytes: int):  # noqa: ANN201 - an aiohttp middleware
         if "/openai/" not in request.path:
             return None
         services = request.app.get(SERVICES)
-        return services.observers if services is not None and services.observers else None
+        return services.observers if services is not None and services.observers.any else None
 
     return middleware
 

@@ -13,9 +13,10 @@ stamps it before `prepare`. Doing this in the middleware instead of an
 on_response_prepare signal spares every response a signal dispatch.
 
 Ids: Azure's apim-request-id is a random GUID. Lapis's ids only need to be
-unique, so each is a random per-process prefix of 62 bits plus a counter,
-written as a version-4 UUID (8-4-4-4-12, version nibble 4, variant 8-b): no
-random draw per request. Two processes collide with odds of about 2**-62.
+unique, so each is a random per-process prefix of 74 bits plus a 48-bit
+counter, written as a version-4 UUID (8-4-4-4-12, version nibble 4, variant
+8-b): no random draw per request, one string format. Two processes collide
+with odds of about 2**-74.
 """
 
 from __future__ import annotations
@@ -30,23 +31,20 @@ from lapis.requestkeys import state_of
 
 __all__ = ["request_id", "stamp", "tracing_headers"]
 
-_TAIL_BITS = (1 << 62) - 1  # the last 16 hex digits: variant bits 10, then 62 bits of counter
-_VARIANT = 1 << 63
-
-
-def _prefix() -> str:
-    """The first 16 hex digits, version nibble included: 'xxxxxxxx-xxxx-4xxx-'."""
+def _head() -> str:
+    """The first 24 characters, version and variant nibbles included: 'xxxxxxxx-xxxx-4xxx-8xxx-'
+    (the variant nibble is 8, 9, a or b)."""
     h = f"{secrets.randbits(60):015x}"
-    return f"{h[:8]}-{h[8:12]}-4{h[12:15]}-"
+    return f"{h[:8]}-{h[8:12]}-4{h[12:15]}-{'89ab'[secrets.randbelow(4)]}{secrets.randbits(12):03x}-"
 
 
-_head = _prefix()
+_HEAD = _head()
 _counter = itertools.count(secrets.randbits(40))  # a random start: ids of a restarted process differ at once
+_LAST = (1 << 48) - 1  # the last 12 hex digits
 
 
 def request_id() -> str:
-    tail = f"{(next(_counter) & _TAIL_BITS) | _VARIANT:016x}"
-    return f"{_head}{tail[:4]}-{tail[4:]}"
+    return f"{_HEAD}{next(_counter) & _LAST:012x}"
 
 
 def stamp(request: web.Request, response: web.StreamResponse) -> None:

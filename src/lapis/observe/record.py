@@ -67,12 +67,14 @@ class Observers:
 
     def __init__(self) -> None:
         self._observers: list[Observer] = []
+        self.any = False  # an attribute, not __bool__: the envelope asks on every request
 
     def add(self, observer: Observer) -> None:
         self._observers.append(observer)
+        self.any = True
 
     def __bool__(self) -> bool:
-        return bool(self._observers)
+        return self.any
 
     def emit(self, record: RequestRecord) -> None:
         for observer in self._observers:

@@ -16,6 +16,8 @@ import struct
 import time
 from typing import Any, Sequence
 
+import msgspec
+
 from lapis.backends.base import Choice, Delta, ToolCall
 
 SAFE = {"filtered": False, "severity": "safe"}
@@ -46,6 +48,12 @@ def prompt_filter_results(count: int = 1) -> list[dict[str, Any]]:
     return [{"prompt_index": i, "content_filter_results": PROMPT_FILTERS} for i in range(count)]
 
 
+# The constant parts of a whole answer, encoded once: msgspec copies them into
+# each answer's JSON as they are (answers are encoded with msgspec only).
+_CHOICE_FILTERS_JSON = msgspec.Raw(msgspec.json.encode(CHOICE_FILTERS))
+_ONE_PROMPT_FILTERS_JSON = msgspec.Raw(msgspec.json.encode(prompt_filter_results(1)))
+
+
 def usage(prompt: int, completion: int) -> dict[str, Any]:
     return {
         "completion_tokens": completion,
@@ -69,7 +77,7 @@ def chat_completion(choices: Sequence[Choice], model_id: str, prompt_tokens: int
                                    "role": "assistant"}
         if choice.tool_calls:
             message["tool_calls"] = _tool_calls(choice.tool_calls)
-        out.append({"content_filter_results": CHOICE_FILTERS, "finish_reason": choice.finish_reason,
+        out.append({"content_filter_results": _CHOICE_FILTERS_JSON, "finish_reason": choice.finish_reason,
                     "index": choice.index, "logprobs": None, "message": message})
     return {
         "choices": out,
@@ -77,7 +85,7 @@ def chat_completion(choices: Sequence[Choice], model_id: str, prompt_tokens: int
         "id": new_id("chatcmpl-"),
         "model": model_id,
         "object": "chat.completion",
-        "prompt_filter_results": prompt_filter_results(),
+        "prompt_filter_results": _ONE_PROMPT_FILTERS_JSON,
         "system_fingerprint": fingerprint(model_id),
         "usage": usage(prompt_tokens, completion_tokens),
     }
@@ -85,7 +93,7 @@ def chat_completion(choices: Sequence[Choice], model_id: str, prompt_tokens: int
 
 def text_completion(choices: Sequence[Choice], model_id: str, prompt_tokens: int,
                     completion_tokens: int, prompts: int) -> dict[str, Any]:
-    out = [{"content_filter_results": CHOICE_FILTERS, "finish_reason": c.finish_reason, "index": c.index,
+    out = [{"content_filter_results": _CHOICE_FILTERS_JSON, "finish_reason": c.finish_reason, "index": c.index,
             "logprobs": None, "text": c.content or ""} for c in choices]
     return {
         "choices": out,

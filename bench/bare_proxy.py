@@ -19,11 +19,12 @@ when importable, else asyncio), no middleware, no access log. Listens on
 from __future__ import annotations
 
 import argparse
-import asyncio
 from typing import AsyncIterator
 
 import aiohttp
 from aiohttp import web
+
+from bare_server import run  # bench/ is this script's folder: on sys.path
 
 SESSION = web.AppKey("session", aiohttp.ClientSession)
 UPSTREAM_HEADERS = {"Content-Type": "application/json"}
@@ -51,18 +52,6 @@ def make_app(upstream: str, limit: int, keepalive: float, dns_ttl: int) -> web.A
     return app
 
 
-async def serve(port: int, app: web.Application) -> None:
-    runner = web.AppRunner(app, access_log=None, handle_signals=True)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", port, backlog=1024, reuse_address=True)
-    await site.start()
-    print(f"bare proxy listening on 127.0.0.1:{port}", flush=True)
-    try:
-        await asyncio.Event().wait()
-    finally:
-        await runner.cleanup()
-
-
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("port", type=int)
@@ -71,17 +60,7 @@ def main() -> None:
     ap.add_argument("--keepalive", type=float, default=30.0, help="seconds an idle connection is kept (30)")
     ap.add_argument("--dns-ttl", type=int, default=300, help="seconds a DNS answer is cached (300)")
     args = ap.parse_args()
-    app = make_app(args.upstream, args.limit, args.keepalive, args.dns_ttl)
-    try:
-        import uvloop  # type: ignore[import-not-found]
-    except ImportError:
-        runner = asyncio.run
-    else:
-        runner = uvloop.run
-    try:
-        runner(serve(args.port, app))
-    except (KeyboardInterrupt, web.GracefulExit):
-        pass
+    run(args.port, make_app(args.upstream, args.limit, args.keepalive, args.dns_ttl), "bare proxy")
 
 
 if __name__ == "__main__":

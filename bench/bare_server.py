@@ -84,22 +84,20 @@ async def handle(request: web.Request) -> web.StreamResponse:
     return web.Response(body=answer(body), content_type="application/json")
 
 
-async def serve(port: int) -> None:
-    app = web.Application()
-    app.router.add_post("/{tail:.*}", handle)
+async def serve(port: int, app: web.Application, label: str = "bare server") -> None:
     runner = web.AppRunner(app, access_log=None, handle_signals=True)
     await runner.setup()
     site = web.TCPSite(runner, "127.0.0.1", port, backlog=1024, reuse_address=True)
     await site.start()
-    print(f"bare server listening on 127.0.0.1:{port}", flush=True)
+    print(f"{label} listening on 127.0.0.1:{port}", flush=True)
     try:
         await asyncio.Event().wait()
     finally:
         await runner.cleanup()
 
 
-def main() -> None:
-    port = int(sys.argv[1])
+def run(port: int, app: web.Application, label: str = "bare server") -> None:
+    """Serve `app` until stopped, on uvloop when installed (as `lapis serve` does)."""
     try:
         import uvloop  # type: ignore[import-not-found]
     except ImportError:
@@ -107,9 +105,15 @@ def main() -> None:
     else:
         runner = uvloop.run
     try:
-        runner(serve(port))
+        runner(serve(port, app, label))
     except (KeyboardInterrupt, web.GracefulExit):
         pass
+
+
+def main() -> None:
+    app = web.Application()
+    app.router.add_post("/{tail:.*}", handle)
+    run(int(sys.argv[1]), app)
 
 
 if __name__ == "__main__":

@@ -94,18 +94,15 @@ def azure_envelope(max_body_bytes: int):  # noqa: ANN201 - an aiohttp middleware
     async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
         state = request[STATE] = RequestState(request_id())
         observers = observed(request)
-        if not observers:
-            response = await _answer(request, handler, max_body_bytes)
-            if not response.prepared:
-                stamp(request, response)
-            return response
         loop = asyncio.get_running_loop()
-        state.started = loop.time()
+        if observers:
+            state.started = loop.time()
         response = await _answer(request, handler, max_body_bytes)
         if not response.prepared:
             stamp(request, response)
-        streaming = not isinstance(response, web.Response)
-        observers.emit(record_for(request, response.status, state.error_code, streaming, loop.time()))
+        if observers:
+            streaming = not isinstance(response, web.Response)
+            observers.emit(record_for(request, response.status, state.error_code, streaming, loop.time()))
         return response
 
     def observed(request: web.Request):  # noqa: ANN202

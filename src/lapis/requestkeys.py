@@ -25,14 +25,13 @@ __all__ = ["RequestState", "STATE", "state_of"]
 
 
 class RequestState:
-    __slots__ = ("request_id", "started", "first_byte", "region", "account", "deployment", "caller", "usage",
+    __slots__ = ("request_id", "started", "first_byte", "account", "deployment", "caller", "usage",
                  "served", "error_code", "spilled_from", "content", "admission", "stamped")
 
     def __init__(self, request_id: str = "") -> None:
         self.request_id = request_id
         self.started: float | None = None  # loop time the request arrived (set when someone observes it)
         self.first_byte: float | None = None  # loop time the status line went out (lapis.tracing.stamp)
-        self.region = ""  # the account's region display name, for x-ms-region
         self.account: AccountEntry | None = None  # once the account is known
         self.deployment: DeploymentEntry | None = None  # once the deployment is known
         self.caller = ""  # key1 | key2 | principal object id
@@ -43,6 +42,11 @@ class RequestState:
         self.content: dict[str, Any] | None = None  # prompt and response text, only when a diagnostic setting asks
         self.admission: Admission | None = None  # the quota admission to settle and report in headers
         self.stamped = False  # the answer's headers already hold the tracing headers (lapis.tracing)
+
+    @property
+    def region(self) -> str:
+        """The account's region display name, for x-ms-region ("" before the account is known)."""
+        return self.account.region if self.account is not None else ""
 
 
 STATE = web.RequestKey("lapis_state", RequestState)

@@ -52,17 +52,10 @@ def stamp(request: web.Request, response: web.StreamResponse) -> None:
     state = state_of(request)
     if state.started is not None:
         state.first_byte = asyncio.get_running_loop().time()
-    if state.stamped:
-        return
-    headers = response.headers
-    rid = state.request_id
-    if rid:
-        headers.setdefault("apim-request-id", rid)
-        headers.setdefault("x-request-id", rid)
-    headers.setdefault("x-content-type-options", "nosniff")
-    client_id = request.headers.get("x-ms-client-request-id")
-    if client_id:
-        headers.setdefault("x-ms-client-request-id", client_id)
+    if not state.stamped:
+        headers = response.headers
+        for name, value in _pairs(request, state.request_id):
+            headers.setdefault(name, value)
 
 
 def tracing_headers(request: web.Request, out: dict[str, str]) -> dict[str, str]:
@@ -70,12 +63,15 @@ def tracing_headers(request: web.Request, out: dict[str, str]) -> dict[str, str]
     and note it, so stamp() has nothing left to do (one dict instead of four
     look-ups in the response's header multidict, on the hot path)."""
     state = state_of(request)
-    rid = state.request_id
-    if rid:
-        out["apim-request-id"] = out["x-request-id"] = rid
-    out["x-content-type-options"] = "nosniff"
-    client_id = request.headers.get("x-ms-client-request-id")
-    if client_id:
-        out["x-ms-client-request-id"] = client_id
+    out.update(_pairs(request, state.request_id))
     state.stamped = True
     return out
+
+
+def _pairs(request: web.Request, rid: str) -> list[tuple[str, str]]:
+    pairs = [("apim-request-id", rid), ("x-request-id", rid)] if rid else []
+    pairs.append(("x-content-type-options", "nosniff"))
+    client_id = request.headers.get("x-ms-client-request-id")
+    if client_id:
+        pairs.append(("x-ms-client-request-id", client_id))
+    return pairs

@@ -101,7 +101,6 @@ class DataPlane:
         key, bearer = self._presented_key(request, v1)
         entry = self._account(request, key)
         state = state_of(request)
-        state.region = entry.region
         state.account = entry
         endpoints = self.services.private_endpoints  # lapis.network.private_endpoints: listeners bound to one account
         private = endpoints.admits(request, entry.id) if endpoints.bound else False

@@ -40,10 +40,10 @@ def record_for(request: web.Request, status: int, error_code: str, streaming: bo
         tags = _NO_TAGS
     if dep is not None:
         deployment, model, version, sku = dep.name, dep.model.name, dep.version.version, dep.sku
-        served_by, served_region = state.served if state.served is not None else (deployment, location)
     else:
         deployment = model = version = sku = ""
-        served_by, served_region = state.served if state.served is not None else ("", "")
+    # who answered: the engine the balancer names, else the deployment itself in its account's region
+    served_by, served_region = state.served or ((deployment, location) if dep is not None else ("", ""))
     return RequestRecord(  # every field, in RequestRecord's order
         time.time() - (now - started), state.request_id, operation, OPERATION_NAMES[operation],
         request.query.get("api-version", ""), status, streaming, (now - started) * 1000.0, (first - started) * 1000.0,

@@ -23,7 +23,7 @@ logged and left out; the queue counts it dropped.
 from __future__ import annotations
 
 import logging
-from typing import Any
+from typing import Any, Callable
 
 import msgspec
 
@@ -99,13 +99,14 @@ def _failed(item: Pending) -> None:
     log.exception("diagnostics: could not shape the %s record of request %s", item.category, item.request.request_id)
 
 
-def records(batch: list[Any]) -> list[dict[str, Any]]:
-    """The batch as records (dicts)."""
+def _each(batch: list[Any], make: Callable[[Pending], Any]) -> list[Any]:
+    """The batch with each Pending replaced by make(item); one that cannot be
+    shaped is logged and left out (it must not stop its sink), others pass as they are."""
     out = []
     for item in batch:
         if type(item) is Pending:
             try:
-                item = item.record()
+                item = make(item)
             except Exception:  # noqa: BLE001 - a record that cannot be shaped must not stop its sink
                 _failed(item)
                 continue
@@ -113,30 +114,25 @@ def records(batch: list[Any]) -> list[dict[str, Any]]:
     return out
 
 
+def _with_json(item: Pending) -> Pending:
+    item.json()
+    return item
+
+
+def _row_or_record(item: Pending) -> Any:
+    return item if item.row() is not None else item.record()
+
+
+def records(batch: list[Any]) -> list[dict[str, Any]]:
+    """The batch as records (dicts)."""
+    return _each(batch, Pending.record)
+
+
 def for_event_hub(batch: list[Any]) -> list[Any]:
     """The batch with each Pending's JSON made (`json()` then answers at once)."""
-    out = []
-    for item in batch:
-        if type(item) is Pending:
-            try:
-                item.json()
-            except Exception:  # noqa: BLE001 - as in records()
-                _failed(item)
-                continue
-        out.append(item)
-    return out
+    return _each(batch, _with_json)
 
 
 def for_workspace(batch: list[Any]) -> list[Any]:
     """The batch with each Pending's row made from its stencil, or else as its record (a dict)."""
-    out = []
-    for item in batch:
-        if type(item) is Pending:
-            try:
-                if item.row() is None:
-                    item = item.record()
-            except Exception:  # noqa: BLE001 - as in records()
-                _failed(item)
-                continue
-        out.append(item)
-    return out
+    return _each(batch, _row_or_record)

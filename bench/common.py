@@ -111,11 +111,19 @@ def tree_rss(proc: psutil.Process) -> int:
 
 
 def cpu_seconds(proc: psutil.Process) -> float:
+    """CPU of a process and its children (Lapis's observer process is its child), in seconds."""
+    total = 0.0
     try:
-        t = proc.cpu_times()
-        return t.user + t.system
+        procs = [proc, *proc.children(recursive=True)]
     except psutil.Error:
         return 0.0
+    for p in procs:
+        try:
+            t = p.cpu_times()
+            total += t.user + t.system
+        except psutil.Error:
+            pass
+    return total
 
 
 def system_busy() -> tuple[float, float, float]:

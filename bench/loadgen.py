@@ -249,6 +249,6 @@ def show_load(label: str, r: LoadResult) -> None:
     detail = ", ".join(f"{k} {v}" for k, v in r.error_detail.items()) or "none"
     print(f"  {label:<10} {r.ok_rps:7.0f} req/s  p50 {fmt_ms(r.p50_ms)} ms  p99 {fmt_ms(r.p99_ms)} ms  "
           f"errors {r.errors} ({detail}); {r.requests} requests in {r.seconds:.2f} s")
-    print(f"  {'':<10} CPU: server {r.server_cpu_pct:.0f}%, load generator {r.loadgen_cpu_pct:.0f}%, "
+    print(f"  {'':<10} CPU: server (with its children) {r.server_cpu_pct:.0f}%, load generator {r.loadgen_cpu_pct:.0f}%, "
           f"rest of machine {r.other_cpu_pct:.0f}%, steal {r.steal_pct:.0f}% (of {100 * (os.cpu_count() or 1)}%); "
           f"server peak RSS {r.peak_rss / MB:.1f} MB")

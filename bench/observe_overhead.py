@@ -7,8 +7,10 @@ Needs Redis on 127.0.0.1:6379 (`--broker URL` for another) and wrk. All in one r
 1. two `python -m lapis serve --demo` processes, each with its own LAPIS_HOME and SQLite
    store, LAPIS_RATELIMIT=off (the serving path is measured, not the limiter):
    "observed" with LAPIS_METRICS=on (the default: /metrics counters, per-minute rollups
-   flushed every LAPIS_METRICS_FLUSH_SECONDS, and every answer's usage journalled before
-   it is sent and committed in batches, lapis.usage.meter) and, on the demo account, one
+   flushed every LAPIS_METRICS_FLUSH_SECONDS, and every answer's usage in the record spool
+   before it is sent and committed in batches, lapis.usage.meter; all of it, and the sinks,
+   run in the observer process `lapis serve` starts, LAPIS_OBSERVER=process, the default:
+   lapis.observe.relay; "server" CPU below is the server's and its children's) and, on the demo account, one
    diagnostic setting (PUT .../providers/Microsoft.Insights/diagnosticSettings/bench,
    api-version 2021-05-01-preview) with RequestResponse logs and AllMetrics sent to two
    destinations: a Log Analytics workspace (the file sink: JSON lines under LAPIS_HOME,

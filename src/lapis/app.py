@@ -44,6 +44,7 @@ from lapis.management import budgets as budget_routes, costs, insights
 from lapis.network.private_endpoints import PrivateEndpoints
 from lapis.network.store import EndpointStore
 from lapis.metrics.metering import METERING, Metering, metrics_endpoint
+from lapis.observe.relay import Relay
 from lapis.services import Services
 from lapis.serving.plans import open_serving
 from lapis.ratelimit import UnlimitedLimiter, open_limiter
@@ -54,6 +55,7 @@ log = logging.getLogger("lapis")
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 SERVICES = web.AppKey("services", Services)
 BACKGROUND = web.AppKey("background", list)
+RELAY = web.AppKey("relay", Relay)
 RESYNC_SECONDS = 30.0  # safety net behind NOTIFY: a replica whose listener dropped catches up
 
 
@@ -190,10 +192,14 @@ def create_app(settings: Settings, services: Services | None = None) -> web.Appl
         app[SERVICES] = built
         plane.services = built
         arm.services = built
-        if settings.metrics:
-            app[METERING] = await Metering.start(built, settings)  # /metrics, rollups, usage (lapis.metrics.metering)
+        relay = Relay(settings) if settings.observer_process else None  # metrics and sinks run in another process
+        if relay is not None:
+            await relay.start()
+            app[RELAY] = relay
+        if settings.metrics:  # /metrics, rollups, usage (lapis.metrics.metering)
+            app[METERING] = await Metering.start(built, settings, relay)
             app[BEFORE_DONE] = app[METERING].stream_done  # a stream's usage is journalled before its [DONE]
-        await diagnostics_wiring.start(built)  # the Activity Log and diagnostic settings' sinks
+        await diagnostics_wiring.start(built, relay)  # the Activity Log and diagnostic settings' sinks
         await budgets_wiring.start(built, app.get(METERING))  # budget evaluator and hard caps (lapis.budgets)
         if settings.demo:
             from lapis import demo
@@ -209,6 +215,8 @@ def create_app(settings: Settings, services: Services | None = None) -> web.Appl
         for task in app[BACKGROUND]:
             task.cancel()
         await diagnostics_wiring.stop(app[SERVICES])  # gives log sinks a moment to deliver
+        if RELAY in app:
+            await app[RELAY].close()  # the last records relayed; the observer flushes, delivers and exits
         await budgets_wiring.stop(app[SERVICES])
         await app[SERVICES].gate.close()
         await app[SERVICES].serving.close()

@@ -43,6 +43,7 @@ class Settings:
     metrics: bool = True  # LAPIS_METRICS=off: no /metrics, no rollups, no usage metering (lapis.metrics)
     metrics_retention_days: int = 93  # LAPIS_METRICS_RETENTION_DAYS: per-minute rollups kept (Azure keeps 93 days)
     metrics_flush_s: float = 5.0  # LAPIS_METRICS_FLUSH_SECONDS: rollups go from memory to the store this often
+    observer: str = "process"  # LAPIS_OBSERVER: process | inline: where metrics and log sinks run (lapis.observe.relay)
     usage_retention_days: int = 400  # LAPIS_USAGE_RETENTION_DAYS: metered requests kept (cost history)
     upstream_deadline_s: float = 120.0  # LAPIS_UPSTREAM_DEADLINE_S: a request's budget for engine attempts and retries
     budget_interval_s: float = 5.0  # LAPIS_BUDGET_INTERVAL_S: seconds between budget evaluations
@@ -59,6 +60,11 @@ class Settings:
         return f"{'https' if self.tls else 'http'}://{host}:{self.port}"
 
     @property
+    def observer_process(self) -> bool:
+        """Metrics and log sinks run in an observer process; not with an in-memory store (it shares the store)."""
+        return self.observer == "process" and ":memory:" not in self.database_url
+
+    @property
     def kek_file(self) -> Path:
         """The service-managed key-encryption key. Replicas sharing a database must share it."""
         return Path(self.kek_path).expanduser() if self.kek_path else self.home / "keys" / "kek"
@@ -72,6 +78,14 @@ class Settings:
 def _float(env: dict[str, str], name: str, default: float) -> float:
     raw = env.get(name, "").strip()
     return float(raw) if raw else default
+
+
+def _choice(env: dict[str, str], name: str, choices: tuple[str, ...]) -> str:
+    """One of `choices` (the first when unset); anything else is refused at start-up."""
+    raw = env.get(name, "").strip().lower() or choices[0]
+    if raw not in choices:
+        raise ValueError(f"{name} must be one of {', '.join(choices)}, not {raw!r}")
+    return raw
 
 
 def _int(env: dict[str, str], name: str, default: int) -> int:
@@ -110,6 +124,7 @@ def load(env: dict[str, str] | None = None, **overrides: object) -> Settings:
         metrics=env.get("LAPIS_METRICS", "on").lower() not in ("off", "0", "false", "no"),
         metrics_retention_days=_int(env, "LAPIS_METRICS_RETENTION_DAYS", 93),
         metrics_flush_s=_float(env, "LAPIS_METRICS_FLUSH_SECONDS", 5.0),
+        observer=_choice(env, "LAPIS_OBSERVER", ("process", "inline")),
         usage_retention_days=_int(env, "LAPIS_USAGE_RETENTION_DAYS", 400),
         budget_interval_s=_float(env, "LAPIS_BUDGET_INTERVAL_S", 5.0),
         budget_clock_offset_s=_float(env, "LAPIS_BUDGET_CLOCK_OFFSET_S", 0.0),

@@ -1,7 +1,10 @@
 """Usage survives kill -9: a real server under load from several clients,
 half of them streaming, is killed without warning, restarted on the same
-LAPIS_HOME and store (which replays the journal the dead process left), and
-then the metered usage must hold every completed request exactly once.
+LAPIS_HOME and store, and then the metered usage must hold every completed
+request exactly once. Killed alone, the server leaves its observer process
+(lapis.observe.observer), which reads the dead server's record spool to its
+end, commits and exits; killed together with its observer, the spool is
+replayed by the next start's observer.
 
 What exactness can mean at a crash: every request whose answer a client got
 in full (a stream: up to `data: [DONE]`) is stored with the tokens the client
@@ -26,9 +29,11 @@ from datetime import datetime, timezone
 import requests
 from prometheus_client.parser import text_string_to_metric_families
 
+import pytest
+
 from lapis.store.database import open_database
 from lapis.usage import usage_totals
-from support.server import DEFAULT_SUBSCRIPTION, start_server
+from support.server import DEFAULT_SUBSCRIPTION, start_server, wait_gone
 
 THREADS = 8
 COST_API = "2023-03-01"
@@ -93,7 +98,8 @@ def written(server) -> float:
     return families["lapis_usage_records_written"].samples[0].value
 
 
-def test_usage_is_exact_after_kill_9(tmp_path):
+@pytest.mark.parametrize("observer_too", [False, True], ids=["server", "server-and-observer"])
+def test_usage_is_exact_after_kill_9(tmp_path, observer_too):
     server = start_server(tmp_path / "home", demo=True, LAPIS_RATELIMIT="off")
     database_url = server.env.get("LAPIS_DATABASE_URL") or f"sqlite:///{server.home / 'data' / 'lapis.sqlite3'}"
     try:
@@ -110,15 +116,18 @@ def test_usage_is_exact_after_kill_9(tmp_path):
         deadline = time.monotonic() + 60
         while len(completed) < 300 and time.monotonic() < deadline:
             time.sleep(0.02)
-        server.kill()  # SIGKILL in the middle of the load: no flush, no clean-up
+        orphans = server.kill(observer=observer_too)  # SIGKILL in the middle of the load: no flush, no clean-up
         stop.set()
+        if not observer_too:
+            assert orphans, "the server had no observer process"
+            assert wait_gone(orphans), "the dead server's observer did not finish and exit"
         for thread in threads:
             thread.join(timeout=30)
         assert len(completed) >= 300, "the load did not get going"
         assert streams, "no stream completed before the kill"
         before_kill = dict(completed)
 
-        server.start()  # the same LAPIS_HOME, port and store: the dead process's journal is replayed
+        server.start()  # the same LAPIS_HOME, port and store: a spool left behind is replayed
         session = requests.Session()
         for streaming in (False, True):
             done = ask(session, url, env["AZURE_OPENAI_KEY"], {"messages": [{"role": "user", "content": "after"}]},
@@ -141,9 +150,10 @@ def test_usage_is_exact_after_kill_9(tmp_path):
     finally:
         server.stop()
 
-    assert families["lapis_usage_replayed"].samples[0].value > 0  # the killed process's journal
+    replayed = families["lapis_usage_replayed"].samples[0].value
+    assert replayed > 0 if observer_too else replayed == 0  # the dead server's spool: replayed, or its observer did
     assert families["lapis_usage_replay_torn"].samples[0].value == 0
-    assert list((server.home / "usage").glob("journal-*")) == []  # a clean stop commits and deletes its segments
+    assert list((server.home / "spool").glob("spool-*")) == []  # a clean stop commits and deletes its segments
     sums = asyncio.run(stored(database_url))
     assert set(sums) == {"gpt-4o-mini"}
     requests_stored, prompt_stored, completion_stored = sums["gpt-4o-mini"]

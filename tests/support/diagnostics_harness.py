@@ -67,7 +67,9 @@ class Lapis:
 
 
 async def start_lapis(home: Path, **env: str) -> Lapis:
-    conf = settings.load({"LAPIS_HOME": str(home), "LAPIS_DIAGNOSTICS_MAX_BACKOFF": "0.1", **env})
+    # inline: these tests look into the sinks' queues, which an observer process would hold
+    conf = settings.load({"LAPIS_HOME": str(home), "LAPIS_DIAGNOSTICS_MAX_BACKOFF": "0.1", "LAPIS_OBSERVER": "inline",
+                          **env})
     services = await build_services(conf)
     await demo.seed(services)
     client = TestClient(TestServer(create_app(conf, services)))

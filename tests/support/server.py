@@ -86,11 +86,32 @@ class LapisProcess:
                 self.proc.kill()
                 self.proc.wait()
 
-    def kill(self) -> None:
-        """kill -9: no clean-up, no flush."""
+    def kill(self, observer: bool = False) -> list[int]:
+        """kill -9: no clean-up, no flush. Its observer process (lapis.observe.observer) too
+        when `observer`; else the observer finishes on its own: the pids of those left running."""
+        children = self.observers()
+        if observer:
+            for pid in children:
+                os.kill(pid, signal.SIGKILL)
         if self.proc and self.proc.poll() is None:
             self.proc.send_signal(signal.SIGKILL)
             self.proc.wait()
+        return [] if observer else children
+
+    def observers(self) -> list[int]:
+        """The pids of the server's child processes (its observer), read from /proc."""
+        if self.proc is None:
+            return []
+        found = []
+        for stat in Path("/proc").glob("[0-9]*/stat"):
+            try:
+                fields = stat.read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            if int(fields[1]) == self.proc.pid:
+                found.append(int(stat.parent.name))
+        return found
+
 
     # -- ARM helpers ---------------------------------------------------------
 
@@ -132,3 +153,21 @@ def start_server(home: Path, demo: bool = False, port: int | None = None, tls: b
     server = LapisProcess(home=home, port=port or free_port(), env=server_env(home, **extra_env), extra_args=args)
     server.start()
     return server
+
+
+def wait_gone(pids: list[int], timeout: float = 20.0) -> bool:
+    """Wait for the processes to exit; True when none is left."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if not [pid for pid in pids if Path(f"/proc/{pid}").exists() and _alive(pid)]:
+            return True
+        time.sleep(0.05)
+    return False
+
+
+def _alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"  # a zombie has exited; its parent (dead) just has not reaped it

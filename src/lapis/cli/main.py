@@ -89,7 +89,12 @@ def serve(host: str = typer.Option(None, help="Address to listen on"),
     """Run the Lapis server."""
     from lapis.server import run
 
-    run(settings_module.load(host=host, port=port, demo=demo or None, tls=tls or None))
+    try:
+        settings = settings_module.load(host=host, port=port, demo=demo or None, tls=tls or None)
+    except ValueError as bad:  # a setting from the environment that cannot be: say which, no traceback
+        typer.echo(f"lapis serve: {bad}", err=True)
+        raise typer.Exit(2) from None
+    run(settings)
 
 
 def expand_multi_values(args: Sequence[str]) -> list[str]:

@@ -26,6 +26,12 @@ rebuilt with the routes.
 Settings change through the ARM routes (which call `reload()`), and on other
 replicas through PostgreSQL NOTIFY on `lapis_diagnostics`. A reload keeps the
 queue of every sink whose setting and destination did not change.
+
+With an observer process (`relay`, lapis.observe.relay) the sinks live there,
+in a Diagnostics of their own; this one then keeps no queues. It still knows
+which accounts have settings (`wants_content`, and which records and
+management writes to relay), relays management writes, makes the observer
+reload with it, and reports the observer's sink counters.
 """
 
 from __future__ import annotations
@@ -81,8 +87,10 @@ def categories_of(record: RequestRecord) -> tuple[str, ...]:
 
 class Diagnostics:
     def __init__(self, services: Any, capacity: int = 10_000, max_backoff: float = 5.0,
-                 file_bytes: int = 64 * 1024 * 1024, file_keep: int = 4, eventhubs_url: str = ""):
+                 file_bytes: int = 64 * 1024 * 1024, file_keep: int = 4, eventhubs_url: str = "",
+                 relay: Any = None):
         self.services = services
+        self.relay = relay  # lapis.observe.relay.Relay: the sinks run in the observer process
         self.store = SettingsStore(services.store.db)
         self.capacity = capacity
         self.max_backoff = max_backoff
@@ -92,6 +100,7 @@ class Diagnostics:
         self.home: Path = services.settings.home
         self.routes: dict[str, list[Route]] = {}  # account id -> its settings in force
         self.content_accounts: frozenset[str] = frozenset()  # accounts a setting keeps text for
+        self.routed: frozenset[str] = frozenset()  # accounts with a setting (relay mode)
         self.keyring = getattr(services.store, "keyring", None)  # seals and opens that text
         self.opener = content.Opener(self.keyring)
         self.queues: dict[str, SinkQueue] = {}  # sink identity -> its queue
@@ -109,8 +118,11 @@ class Diagnostics:
         self.opener.loop = asyncio.get_running_loop()
         await self.reload()
         await self.store.db.listen(CHANGED_CHANNEL, lambda _account: self._spawn(self.reload()))
-        self._spawn(self._flush_metrics_forever())
-        self.services.observers.add(self.observe)
+        if self.relay is None:
+            self._spawn(self._flush_metrics_forever())
+            self.services.observers.add(self.observe)
+        elif not self.services.settings.metrics:  # else metering relays every record (lapis.metrics.metering)
+            self.services.observers.add(self.forward)
 
     async def stop(self) -> None:
         for task in list(self._tasks):
@@ -133,6 +145,11 @@ class Diagnostics:
         """Rebuild the routes from the store, keeping the queues of unchanged sinks."""
         async with self._reload_lock:
             settings = await self.store.all()
+            self.content_accounts = frozenset(s.account_id for s in settings if s.includes_content())
+            self.routed = frozenset(s.account_id for s in settings)
+            if self.relay is not None:
+                await self.relay.reload()
+                return
             routes: dict[str, list[Route]] = {}
             wanted: dict[str, SinkQueue] = {}
             for setting in settings:
@@ -147,7 +164,6 @@ class Diagnostics:
                           setting.includes_content()))
             retired = [q for identity, q in self.queues.items() if identity not in wanted]
             self.queues, self.routes = wanted, routes
-            self.content_accounts = frozenset(s.account_id for s in settings if s.includes_content())
         for queue in retired:
             self._spawn(queue.close())
 
@@ -194,6 +210,8 @@ class Diagnostics:
     def counters(self) -> dict[str, dict[str, int]]:
         """Sink name -> queued, delivered, dropped, failed (for the metrics exporter)."""
         out = {q.name: q.counters() for q in self.queues.values()}
+        if self.relay is not None:
+            out.update(self.relay.state.get("sinks", {}))
         audit = getattr(self.services, "audit", None)
         if audit is not None:
             out[audit.name] = audit.counters()
@@ -229,9 +247,18 @@ class Diagnostics:
         if wants_metrics:
             self.metrics.add(record)
 
+    def forward(self, record: RequestRecord) -> None:
+        """Relay mode, metrics off: relay the records of accounts with a setting."""
+        if record.account_id in self.routed:
+            self.relay.observe(record)
+
     def management(self, event: dict[str, Any], status: int, account_id: str, account_arm_id: str,
                    location: str) -> None:
         """A management write on an account, for its settings' Audit category."""
+        if self.relay is not None:
+            if account_id in self.routed:
+                self.relay.management(event, status, account_id, account_arm_id, location)
+            return
         item = None
         for route in self.routes.get(account_id, ()):
             if route.location != location or "Audit" not in route.categories:

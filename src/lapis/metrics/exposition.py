@@ -22,8 +22,7 @@ from __future__ import annotations
 import logging
 from typing import Callable, Iterable
 
-from aiohttp import web
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import Metric
 
 log = logging.getLogger("lapis.metrics")
@@ -56,5 +55,3 @@ class MetricsHub:
     def render(self) -> bytes:
         return generate_latest(self.registry)
 
-    def response(self) -> web.Response:
-        return web.Response(body=self.render(), headers={"Content-Type": CONTENT_TYPE_LATEST})

@@ -40,8 +40,10 @@ def record_for(request: web.Request, status: int, error_code: str, streaming: bo
         tags = _NO_TAGS
     if dep is not None:
         deployment, model, version, sku = dep.name, dep.model.name, dep.version.version, dep.sku
+        limit = dep.limits.tokens
     else:
         deployment = model = version = sku = ""
+        limit = 0
     # who answered: the engine the balancer names, else the deployment itself in its account's region
     served_by, served_region = state.served or ((deployment, location) if dep is not None else ("", ""))
     return RequestRecord(  # every field, in RequestRecord's order
@@ -49,7 +51,7 @@ def record_for(request: web.Request, status: int, error_code: str, streaming: bo
         request.query.get("api-version", ""), status, streaming, (now - started) * 1000.0, (first - started) * 1000.0,
         state.caller, request.remote or "", account_id, account_name, arm_id, subscription, group, location, tags,
         deployment, model, version, sku, prompt, completion, cached, served_by, served_region, error_code,
-        state.content)
+        state.content, limit)
 
 
 _NO_TAGS: dict[str, str] = {}  # shared by records of no account: never written to

@@ -66,7 +66,7 @@ import time
 from collections import deque
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Mapping, Protocol, Sequence
+from typing import Any, Callable, Mapping, Protocol, Sequence
 
 import msgspec
 
@@ -130,6 +130,11 @@ class Journal:
         segment.last = self.seq
         segment.size = start + len(line)
         return True
+
+    @property
+    def written(self) -> int:
+        """Usage lines journalled (lapis_usage_journal_writes)."""
+        return self.seq
 
     def keep(self) -> None:
         """The line just written is not queued in memory: its segment now holds (see above)."""
@@ -286,21 +291,24 @@ def read_segment(path: Path) -> tuple[list[tuple], int]:
     return lines, torn
 
 
-async def replay(folder: Path, store: MarkedStore) -> Replay:
+async def replay(folder: Path, store: MarkedStore, pattern: str = "journal-*.jsonl",
+                 read: Callable[[Path], tuple[list[tuple], int]] = read_segment) -> Replay:
     """Apply every unlocked segment in `folder` above its mark, then delete it and its mark.
-    A store failure propagates and leaves the segment for the next start."""
+    A store failure propagates and leaves the segment for the next start. `read` gives a
+    segment's lines as (sequence number, *row): the record spool's segments
+    (lapis.observe.spool) are replayed by this too."""
     done = Replay()
     if not folder.is_dir():
         return done
-    for hidden in folder.glob(".journal-*"):  # created, never renamed: a crash between the two
+    for hidden in folder.glob(f".{pattern}"):  # created, never renamed: a crash between the two
         _remove_unlocked(hidden)
-    for path in sorted(folder.glob("journal-*.jsonl")):
+    for path in sorted(folder.glob(pattern)):
         fd = _lock(path)
         if fd is None:
             done.busy += 1
             continue
         try:
-            lines, torn = read_segment(path)
+            lines, torn = read(path)
             mark = await store.usage_mark(path.name)
             new = [line[1:] for line in lines if line[0] > mark]
             if new:

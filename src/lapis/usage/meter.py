@@ -43,6 +43,11 @@ The choice: a journal line before the answer, a batched commit after it.
   mark can stop below them (lapis.usage.journal). All of these are on /metrics.
 * Without a journal (`journal=None`) rows live in memory until committed:
   a crash loses up to one batch.
+* In the observer process (LAPIS_OBSERVER=process, lapis.observe.relay) the
+  journal is the serving process's record spool (lapis.observe.spool's
+  SpoolReader answers as a Journal does): the serving process writes each
+  record there before the answer's last byte, and this meter, in the
+  observer, prices, batches and commits it with the spool's marks.
 """
 
 from __future__ import annotations
@@ -51,10 +56,12 @@ import asyncio
 import json
 import logging
 import time
+from pathlib import Path
+from typing import Any, Callable
 
 from lapis.observe.record import RequestRecord
 from lapis.store.metering import MeteringStore
-from lapis.usage.journal import Journal, replay
+from lapis.usage.journal import Journal, read_segment, replay
 from lapis.usage.pricing import PriceBook
 
 log = logging.getLogger("lapis.usage")
@@ -67,7 +74,7 @@ CLOSE_ATTEMPTS = 3
 
 
 class UsageMeter:
-    def __init__(self, store: MeteringStore, prices: PriceBook, journal: Journal | None = None,
+    def __init__(self, store: MeteringStore, prices: PriceBook, journal: Journal | Any = None,
                  max_pending: int = MAX_PENDING, batch_wait_s: float = BATCH_WAIT_S):
         self.store = store
         self.prices = prices
@@ -98,20 +105,24 @@ class UsageMeter:
 
     async def open(self) -> None:
         """Before serving: replay the journal segments earlier processes left."""
-        if self.journal is None:
-            return
+        if self.journal is not None:
+            await self.replay(self.journal.folder)
+
+    async def replay(self, folder: Path, pattern: str = "journal-*.jsonl",
+                     read: Callable[[Path], tuple[list[tuple], int]] = read_segment) -> None:
+        """Apply the segments in `folder` that no live process holds (lapis.usage.journal.replay)."""
         try:
-            done = await replay(self.journal.folder, self.store)
+            done = await replay(folder, self.store, pattern, read)
         except Exception:  # noqa: BLE001 - serve anyway: what was not applied stays for the next start
             self.failures += 1
-            log.exception("replaying the usage journal in %s failed", self.journal.folder)
+            log.exception("replaying the usage journal in %s failed", folder)
             return
         self.replayed += done.lines
         self.recovered += done.inserted
         self.torn += done.torn
         if done.segments or done.busy:
-            log.info("usage journal: %d segments replayed (%d rows, %d new, %d torn lines), %d held by live "
-                     "processes", done.segments, done.lines, done.inserted, done.torn, done.busy)
+            log.info("usage journal %s: %d segments replayed (%d rows, %d new, %d torn lines), %d held by live "
+                     "processes", folder, done.segments, done.lines, done.inserted, done.torn, done.busy)
 
     def observe(self, r: RequestRecord, early: bool = False) -> None:
         """Journal and queue `r`'s row. `early`: a stream about to send [DONE]; its
@@ -121,18 +132,7 @@ class UsageMeter:
         if r.streaming and self._early and not early and r.request_id in self._early:
             self._early.discard(r.request_id)
             return
-        cost_in, cost_cached, cost_out = self.prices.get(r.model, r.sku).cost(
-            r.prompt_tokens, r.cached_tokens, r.completion_tokens)
-        t = r.time
-        start, end, day = self._day
-        if not start <= t < end:
-            day = self._new_day(t)
-        row = (
-            r.request_id, int(t * 1000), day, r.subscription_id.lower(), r.resource_group, r.account_id,
-            r.account_arm_id, r.location, r.deployment, r.model, r.model_version, r.sku, r.caller,
-            r.operation_name, self._tags_json(r.account_id, r.tags), r.prompt_tokens, r.cached_tokens,
-            r.completion_tokens, cost_in, cost_cached, cost_out,
-        )
+        row = self.row(r)
         journal = self.journal
         journalled = journal is not None and journal.append(row)
         if len(self._rows) + len(self._retry) >= self.max_pending or journalled and journal.holding:
@@ -148,6 +148,21 @@ class UsageMeter:
             if len(self._early) >= MAX_EARLY:
                 self._early.clear()  # final records that never came; at worst a duplicate, counted once
             self._early.add(r.request_id)
+
+    def row(self, r: RequestRecord) -> tuple:
+        """The usage row (lapis.store.metering.USAGE_COLUMNS) of a request that used tokens, priced."""
+        cost_in, cost_cached, cost_out = self.prices.get(r.model, r.sku).cost(
+            r.prompt_tokens, r.cached_tokens, r.completion_tokens)
+        t = r.time
+        start, end, day = self._day
+        if not start <= t < end:
+            day = self._new_day(t)
+        return (
+            r.request_id, int(t * 1000), day, r.subscription_id.lower(), r.resource_group, r.account_id,
+            r.account_arm_id, r.location, r.deployment, r.model, r.model_version, r.sku, r.caller,
+            r.operation_name, self._tags_json(r.account_id, r.tags), r.prompt_tokens, r.cached_tokens,
+            r.completion_tokens, cost_in, cost_cached, cost_out,
+        )
 
     def _new_day(self, t: float) -> int:
         tm = time.gmtime(t)

@@ -9,7 +9,6 @@ whose commit failed ambiguously is not added twice, a stream observed before
 
 from __future__ import annotations
 
-
 import msgspec
 from msgspec.structs import replace
 from aiohttp import web

@@ -71,6 +71,8 @@ from typing import Any, Callable, Iterator
 import msgspec
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
+from lapis.usage.journal import Marks
+
 log = logging.getLogger("lapis.observe")
 
 SEGMENT_BYTES = 8 << 20  # reserved per segment: ~10,000 records
@@ -278,7 +280,7 @@ class Segment:
     stuck_since: float = 0.0  # when a header that does not match was first seen there
 
 
-class SpoolReader:
+class SpoolReader(Marks):
     """The frames of one writer's segments, in order; and the usage journal of the observer's
     UsageMeter (lapis.usage.meter): it answers marks() and committed() as Journal does."""
 
@@ -392,16 +394,8 @@ class SpoolReader:
                 out[s.name] = mark
         return out
 
-    def marked(self, marks: dict[str, int]) -> None:
-        for s in self.segments:
-            s.marked = marks.get(s.name, s.marked)
-
-    def forgotten(self) -> list[str]:
-        names, self._forget = self._forget, []
-        return names
-
-    def unforget(self, names: list[str]) -> None:
-        self._forget[:0] = names
+    def _live(self) -> list[Segment]:
+        return self.segments
 
     def rotate_if_due(self) -> None:
         return None

@@ -66,7 +66,7 @@ import time
 from collections import deque
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Mapping, Protocol, Sequence
+from typing import Any, Callable, Iterable, Mapping, Protocol, Sequence
 
 import msgspec
 
@@ -96,8 +96,38 @@ class Segment:
     hold: int = 0  # the first line left to the journal alone (not in memory): keep the file for replay
     marked: int = 0  # the mark committed for it
 
+    @property
+    def name(self) -> str:
+        return self.path.name
 
-class Journal:
+
+class Marks:
+    """The marks bookkeeping a journal shares with the record spool's reader
+    (lapis.observe.spool.SpoolReader): each live segment's committed mark, and
+    the names of deleted segments whose marks the next commit removes."""
+
+    _forget: list[str]
+
+    def _live(self) -> Iterable[Any]:
+        """The segments not deleted yet (each with `name` and `marked`)."""
+        raise NotImplementedError
+
+    def marked(self, marks: dict[str, int]) -> None:
+        """`marks` are committed."""
+        for segment in self._live():
+            segment.marked = marks.get(segment.name, segment.marked)
+
+    def forgotten(self) -> list[str]:
+        """The segments deleted since the last call: their marks can go."""
+        names, self._forget = self._forget, []
+        return names
+
+    def unforget(self, names: list[str]) -> None:
+        """Marks that could not be deleted after all: try again with the next commit."""
+        self._forget[:0] = names
+
+
+class Journal(Marks):
     """This process's segments. Not thread-safe: the event loop's thread only."""
 
     def __init__(self, folder: Path, segment_bytes: int = SEGMENT_BYTES, segment_s: float = SEGMENT_S):
@@ -150,25 +180,14 @@ class Journal:
         """The marks a commit of every queued line up to `upto` sets: per live segment
         whose mark moves, the highest sequence number of it then stored."""
         out = {}
-        for segment in (*self._sealed, *([self._current] if self._current else [])):
+        for segment in self._live():
             mark = min(segment.last, upto, segment.hold - 1 if segment.hold else upto)
             if mark >= segment.first and mark > segment.marked:
                 out[segment.path.name] = mark
         return out
 
-    def marked(self, marks: dict[str, int]) -> None:
-        """`marks` are committed."""
-        for segment in (*self._sealed, *([self._current] if self._current else [])):
-            segment.marked = marks.get(segment.path.name, segment.marked)
-
-    def forgotten(self) -> list[str]:
-        """The segments deleted since the last call: their marks can go."""
-        names, self._forget = self._forget, []
-        return names
-
-    def unforget(self, names: list[str]) -> None:
-        """Marks that could not be deleted after all: try again with the next commit."""
-        self._forget[:0] = names
+    def _live(self) -> tuple[Segment, ...]:
+        return (*self._sealed, *([self._current] if self._current else []))
 
     def rotate_if_due(self) -> None:
         """Seal the current segment when it is old (the writer calls this as it takes a batch)."""
@@ -183,7 +202,7 @@ class Journal:
 
     def sync(self) -> None:
         """msync and fsync every segment not yet deleted (when rows wait for a store that failed)."""
-        for segment in (*self._sealed, *([self._current] if self._current else [])):
+        for segment in self._live():
             try:
                 segment.map.flush()
                 os.fsync(segment.fd)

@@ -56,6 +56,7 @@ log = logging.getLogger("lapis.observe")
 
 RESTART_S = 1.0
 START_TIMEOUT_S = 30.0  # how long a call that needs the observer waits for it to be up
+SCRAPE_WAIT_S = 5.0  # how long a scrape waits for an observer that is starting (then shows the server's part)
 CALL_TIMEOUT_S = 30.0
 STOP_TIMEOUT_S = 30.0
 _encode = msgspec.msgpack.Encoder().encode
@@ -166,16 +167,16 @@ class Relay:
         except (aiohttp.ClientError, asyncio.TimeoutError, OSError):
             return False
 
-    async def _call(self, method: str, path: str, body: bytes = b"") -> bytes | None:
+    async def _call(self, method: str, path: str, body: bytes = b"", wait: float = START_TIMEOUT_S) -> bytes | None:
         """One call the caller waits for; None when the observer did not answer."""
         try:
-            await asyncio.wait_for(self._up.wait(), START_TIMEOUT_S)
+            await asyncio.wait_for(self._up.wait(), wait)
             assert self._session is not None
             async with self._session.request(method, self._url + path, data=body) as response:
                 data = await response.read()
                 return data if response.status == 200 else None
-        except (aiohttp.ClientError, asyncio.TimeoutError, OSError):
-            log.exception("the observer did not answer %s %s", method, path)
+        except (aiohttp.ClientError, asyncio.TimeoutError, OSError) as failure:
+            log.warning("the observer did not answer %s %s (%r)", method, path, failure)
             return None
 
     async def reload(self) -> None:
@@ -191,11 +192,10 @@ class Relay:
 
     async def refresh(self) -> None:
         """Before a scrape: the observer's numbers, once it has read what the spool holds
-        (the last ones are kept when it does not answer)."""
-        if self._up.is_set():
-            data = await self._call("GET", "/state")
-            if data is not None:
-                self.state = msgspec.msgpack.decode(data)
+        (the last ones are kept when it does not answer; one that is starting is waited for a little)."""
+        data = await self._call("GET", "/state", wait=SCRAPE_WAIT_S)
+        if data is not None:
+            self.state = msgspec.msgpack.decode(data)
 
     def collect(self) -> Iterator[Metric]:
         """The relay's own numbers (a MetricsHub collect function)."""

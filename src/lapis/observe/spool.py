@@ -71,7 +71,7 @@ from typing import Any, Callable, Iterator
 import msgspec
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
-from lapis.usage.journal import Marks
+from lapis.usage.journal import Marks, lock
 
 log = logging.getLogger("lapis.observe")
 
@@ -309,20 +309,14 @@ class SpoolReader(Marks):
     async def _open_next(self, mark_of: Callable[[str], Any]) -> bool:
         name = segment_name(self.prefix, self._next)
         path = self.folder / name
-        try:
-            fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
-        except FileNotFoundError:
+        if not path.exists():
             return False
-        try:
-            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
-            if os.fstat(fd).st_nlink == 0:
-                raise FileNotFoundError(path)
-            mapped = mmap.mmap(fd, 0, mmap.MAP_SHARED, mmap.PROT_READ)
-        except OSError:  # a replay holds it (its writer is dead), or took it already
-            os.close(fd)
+        fd = lock(path, fcntl.LOCK_SH)
+        if fd is None:  # a replay holds it (its writer is dead), or took it already
             self._next += 1
             log.warning("spool segment %s is being replayed by another process; skipped", path)
             return True
+        mapped = mmap.mmap(fd, 0, mmap.MAP_SHARED, mmap.PROT_READ)
         if self.segments:
             self.segments[-1].done = True  # its writer went on to this one
         mark = await mark_of(name)

@@ -322,7 +322,7 @@ async def replay(folder: Path, store: MarkedStore, pattern: str = "journal-*.jso
     for hidden in folder.glob(f".{pattern}"):  # created, never renamed: a crash between the two
         _remove_unlocked(hidden)
     for path in sorted(folder.glob(pattern)):
-        fd = _lock(path)
+        fd = lock(path)
         if fd is None:
             done.busy += 1
             continue
@@ -343,14 +343,15 @@ async def replay(folder: Path, store: MarkedStore, pattern: str = "journal-*.jso
     return done
 
 
-def _lock(path: Path) -> int | None:
-    """An fd holding the segment's exclusive lock, or None when a live process holds it."""
+def lock(path: Path, how: int = fcntl.LOCK_EX) -> int | None:
+    """An fd holding the segment's lock (exclusive: replay; shared: lapis.observe.spool's reader),
+    or None when the file is gone or another process holds a lock that excludes it."""
     try:
         fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
     except FileNotFoundError:
         return None
     try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        fcntl.flock(fd, how | fcntl.LOCK_NB)
         if os.fstat(fd).st_nlink == 0:  # replayed and deleted by another process since we opened it
             raise FileNotFoundError(path)
     except OSError:
@@ -360,7 +361,7 @@ def _lock(path: Path) -> int | None:
 
 
 def _remove_unlocked(path: Path) -> None:
-    fd = _lock(path)
+    fd = lock(path)
     if fd is not None:
         try:
             path.unlink()

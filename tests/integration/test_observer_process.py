@@ -12,6 +12,7 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import requests
 from prometheus_client.parser import text_string_to_metric_families
@@ -123,3 +124,32 @@ def test_an_unknown_observer_mode_is_refused_at_start(tmp_path):
                           text=True, timeout=60)
     assert done.returncode != 0
     assert "LAPIS_OBSERVER must be one of process, inline, not 'sidecar'" in done.stderr
+
+
+def listening_ports(pid: int) -> list[int]:
+    """The TCP ports process `pid` listens on (its sockets' inodes, found in /proc/net/tcp)."""
+    inodes = set()
+    for fd in Path(f"/proc/{pid}/fd").iterdir():
+        target = os.readlink(fd)
+        if target.startswith("socket:["):
+            inodes.add(target[8:-1])
+    ports = []
+    for line in Path(f"/proc/{pid}/net/tcp").read_text().splitlines()[1:]:
+        fields = line.split()
+        if fields[3] == "0A" and fields[9] in inodes:  # 0A: LISTEN
+            ports.append(int(fields[1].split(":")[1], 16))
+    return ports
+
+
+def test_the_observer_answers_only_its_server(tmp_path):
+    server = start_server(tmp_path / "home", demo=True)
+    try:
+        assert scrape(server)["lapis_observer_up"] == 1  # it listens once it is up
+        (observer,) = server.observers()
+        (port,) = listening_ports(observer)
+        assert requests.post(f"http://127.0.0.1:{port}/close", timeout=5).status_code == 403  # no token
+        assert requests.get(f"http://127.0.0.1:{port}/state", timeout=5).status_code == 403
+        assert server.observers() == [observer]  # it keeps running
+        assert scrape(server)["lapis_observer_up"] == 1
+    finally:
+        server.stop()

@@ -24,6 +24,7 @@ serving process stops this one in order.
 from __future__ import annotations
 
 import asyncio
+import hmac
 import logging
 import os
 import pickle
@@ -41,6 +42,7 @@ from lapis.metrics.counting import Counting
 from lapis.metrics.exposition import MetricsHub
 from lapis.metrics.metering import usage_metrics
 from lapis.observe.record import Observers, RequestRecord
+from lapis.observe.relay import TOKEN_HEADER
 from lapis.observe.spool import EARLY, FINAL, MANAGEMENT, SpoolReader, TextKey, read_segment
 from lapis.settings import Settings
 from lapis.store.metering import MeteringStore
@@ -56,8 +58,9 @@ _encode = msgspec.msgpack.Encoder().encode
 
 
 class Observer:
-    def __init__(self, settings: Settings, store: SqlStore, prefix: str, text_key: TextKey):
+    def __init__(self, settings: Settings, store: SqlStore, prefix: str, text_key: TextKey, token: str = ""):
         self.settings = settings
+        self.token = token  # every call must carry it (lapis.observe.relay.TOKEN_HEADER)
         self.text_key = text_key  # opens the text the relay sealed (lapis.observe.spool)
         self.store = store
         self.metering = MeteringStore(store.db)
@@ -172,11 +175,17 @@ class Observer:
     # -- what the serving process asks ---------------------------------------------
 
     def app(self) -> web.Application:
-        app = web.Application()
+        app = web.Application(middlewares=[self._only_the_relay])
         app.router.add_post("/reload", self.reload)
         app.router.add_get("/state", self.state)
         app.router.add_post("/close", self.close_request)
         return app
+
+    @web.middleware
+    async def _only_the_relay(self, request: web.Request, handler: Any) -> web.StreamResponse:
+        if not hmac.compare_digest(request.headers.get(TOKEN_HEADER, ""), self.token):
+            return web.Response(status=403)
+        return await handler(request)
 
     async def reload(self, _request: web.Request) -> web.Response:
         await self.services.diagnostics.reload()
@@ -198,11 +207,11 @@ class Observer:
 
 
 async def main() -> None:
-    settings, prefix, text_key = pickle.load(sys.stdin.buffer)
+    settings, prefix, text_key, token = pickle.load(sys.stdin.buffer)
     parent = os.getppid()
     store = await SqlStore.open(settings.database_url, settings.kek_file)
     try:
-        observer = Observer(settings, store, prefix, TextKey(text_key))
+        observer = Observer(settings, store, prefix, TextKey(text_key), token)
         await observer.start()
         runner = web.AppRunner(observer.app(), access_log=None, handle_signals=False)
         await runner.setup()

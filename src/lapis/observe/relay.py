@@ -28,7 +28,9 @@ the marks; if the serving process dies (kill -9 included), the observer
 notices (its parent is gone), reads the spool to its end, commits, delivers
 what it holds and exits.
 
-What the server asks of the observer, and waits for:
+What the server asks of the observer, and waits for (on 127.0.0.1, each call
+with the token the relay handed it at its start, TOKEN_HEADER: no other
+local process can stop it or read its numbers):
     POST /reload      a diagnostic setting changed: routes rebuilt before the ARM call answers
     GET  /state       at every /metrics scrape: the observer reads the spool to its end, then
                       answers its exposition text (usage, live counters, rollups) and its
@@ -41,6 +43,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import pickle
+import secrets
 import sys
 from typing import Any, Iterator
 
@@ -59,6 +62,7 @@ START_TIMEOUT_S = 30.0  # how long a call that needs the observer waits for it t
 SCRAPE_WAIT_S = 5.0  # how long a scrape waits for an observer that is starting (then shows the server's part)
 CALL_TIMEOUT_S = 30.0
 STOP_TIMEOUT_S = 30.0
+TOKEN_HEADER = "x-lapis-observer-token"
 _encode = msgspec.msgpack.Encoder().encode
 
 
@@ -67,6 +71,7 @@ class Relay:
         self.settings = settings
         self.spool = SpoolWriter(settings.home / "spool")
         self.text_key = TextKey()  # seals prompt and response text in the spool; in memory only
+        self.token = secrets.token_urlsafe(32)  # what the observer asks of every call
         self.restarts = 0  # observer processes that exited unasked
         self.state: dict[str, Any] = {"text": b"", "sinks": {}}  # the observer's, at the last scrape
         self.process: asyncio.subprocess.Process | None = None
@@ -97,7 +102,7 @@ class Relay:
     async def start(self) -> None:
         """Start the observer; returns at once (records wait in the spool until it reads them)."""
         self._session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=CALL_TIMEOUT_S),
-                                              cookie_jar=aiohttp.DummyCookieJar())
+                                              cookie_jar=aiohttp.DummyCookieJar(), headers={TOKEN_HEADER: self.token})
         self._supervisor = asyncio.get_running_loop().create_task(self._supervise())
 
     async def _spawn(self) -> asyncio.subprocess.Process:
@@ -105,7 +110,7 @@ class Relay:
             sys.executable, "-m", "lapis.observe.observer", stdin=asyncio.subprocess.PIPE,
             stdout=asyncio.subprocess.PIPE)
         assert process.stdin is not None and process.stdout is not None
-        process.stdin.write(pickle.dumps((self.settings, self.spool.prefix, self.text_key.key)))
+        process.stdin.write(pickle.dumps((self.settings, self.spool.prefix, self.text_key.key, self.token)))
         await process.stdin.drain()
         process.stdin.close()
         line = await process.stdout.readline()  # "port N" once it listens; nothing if it failed to start

@@ -76,7 +76,8 @@ class Observer:
         self.stop = asyncio.Event()
         self._replay_early: set[str] = set()
         self._read_lock = asyncio.Lock()
-        self._tasks: list[asyncio.Task[None]] = []
+        self._tasks: list[asyncio.Task[None]] = []  # the usage writer, when metering
+        self._tails: asyncio.Task[None] | None = None  # the spool reader
 
     async def start(self) -> None:
         loop = asyncio.get_running_loop()
@@ -99,8 +100,9 @@ class Observer:
     async def close(self) -> None:
         """The spool read to its end (its writer is done), usage committed and the segments deleted,
         rollups flushed, sinks given their grace."""
-        self._tails.cancel()
-        await asyncio.gather(self._tails, return_exceptions=True)
+        if self._tails is not None:
+            self._tails.cancel()
+            await asyncio.gather(self._tails, return_exceptions=True)
         self.reader.writer_gone = True
         await self.read()
         if self.usage is not None:
@@ -116,8 +118,8 @@ class Observer:
     async def read(self) -> None:
         async with self._read_lock:
             await self.reader.poll(self.handle, self.metering.usage_mark)
-            if self.usage is None:  # nothing commits marks: a segment goes once read
-                self.reader.committed(self.reader.seq)
+            if self.usage is None:  # no usage, no marks: a segment goes once read (an observer started
+                self.reader.committed(self.reader.seq)  # again then sends its records to the sinks again)
 
     async def _tail(self) -> None:
         while True:

@@ -15,7 +15,9 @@ import zlib
 import msgspec
 
 from lapis.catalog import load_catalogue
-from lapis.observe.spool import EARLY, FINAL, HEADER, SpoolReader, SpoolWriter, TextKey, read_segment
+from lapis.observe.observer import replay_rows
+from lapis.observe.record import RequestRecord
+from lapis.observe.spool import EARLY, FINAL, HEADER, MANAGEMENT, SpoolReader, SpoolWriter, TextKey, read_segment
 from lapis.usage.journal import replay
 from lapis.usage.meter import UsageMeter
 from lapis.usage.pricing import PriceBook
@@ -96,7 +98,7 @@ async def test_segments_roll_over_and_go_once_their_usage_is_committed(tmp_path)
     meter = UsageMeter(store, PriceBook(load_catalogue()), reader)  # type: ignore[arg-type]
 
     def handle(kind, payload) -> None:  # noqa: ANN001
-        meter.observe(msgspec.msgpack.decode(bytes(payload), type=type(record("x"))))
+        meter.observe(msgspec.msgpack.decode(bytes(payload), type=RequestRecord))
 
     for n in range(30):
         assert writer.append(FINAL, encode(record(f"r{n}")))
@@ -118,7 +120,7 @@ async def test_segments_roll_over_and_go_once_their_usage_is_committed(tmp_path)
 async def test_an_observer_started_again_goes_on_after_the_committed_mark(tmp_path):
     writer = SpoolWriter(tmp_path, segment_bytes=4096)
     store = FakeStore()
-    kind = type(record("x"))
+    kind = RequestRecord
 
     def meter_for(reader: SpoolReader) -> UsageMeter:
         return UsageMeter(store, PriceBook(load_catalogue()), reader)  # type: ignore[arg-type]
@@ -150,23 +152,13 @@ async def test_replay_takes_a_dead_writers_segments_once_and_a_stream_once(tmp_p
     for n in range(10):
         writer.append(FINAL, encode(record(f"r{n}")))
     writer.append(FINAL, encode(stream))  # the stream's final record: no usage of its own
+    writer.append(MANAGEMENT, encode(({"operation": "write"}, 200, "a", "/arm", "eastus")))  # no usage of its own
     writer.close()  # the writer dies without an observer: its locks go, the files stay
     store = FakeStore()
     meter = UsageMeter(store, PriceBook(load_catalogue()), None)  # type: ignore[arg-type]
     early: set[str] = set()
-
-    def rows_of(found):  # noqa: ANN001, ANN202 - as lapis.observe.observer's _replay_rows
-        out = []
-        for number, kind, payload in found:
-            r = msgspec.msgpack.decode(payload, type=type(stream))
-            if kind == EARLY:
-                early.add(r.request_id)
-            elif r.streaming and r.request_id in early:
-                continue
-            out.append((number, *meter.row(r)))
-        return out
-
-    done = await replay(tmp_path, store, "spool-*.bin", lambda path: read_segment(path, rows_of))
+    done = await replay(tmp_path, store, "spool-*.bin",
+                        lambda path: read_segment(path, lambda found: replay_rows(found, meter.row, early)))
     assert done.inserted == 11 and done.busy == 0
     assert store.counts == {**{f"r{n}": 1 for n in range(10)}, "s1": 1}
     assert spool_files(tmp_path) == [] and store.marks == {}

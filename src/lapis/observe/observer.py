@@ -31,7 +31,7 @@ import pickle
 import signal
 import sys
 from types import SimpleNamespace
-from typing import Any
+from typing import Any, Callable
 
 import msgspec
 from aiohttp import web
@@ -57,12 +57,34 @@ _decode = msgspec.msgpack.Decoder(RequestRecord).decode
 _encode = msgspec.msgpack.Encoder().encode
 
 
+def replay_rows(found: list[tuple[int, int, bytes]], row: Callable[[RequestRecord], tuple],
+                early: set[str]) -> list[tuple]:
+    """A dead process's spool segment (frames as (number, kind, payload)) as usage lines:
+    (frame number, *row) for each request that used tokens, a stream once (by its EARLY
+    frame; `early` holds the streams seen so far in this replay, across segments)."""
+    rows = []
+    for number, kind, payload in found:
+        if kind not in (FINAL, EARLY):
+            continue
+        try:
+            r = _decode(payload)
+        except msgspec.DecodeError:
+            continue
+        if not (r.prompt_tokens or r.completion_tokens) or not r.account_id:
+            continue
+        if kind == EARLY:
+            early.add(r.request_id)
+        elif r.streaming and r.request_id in early:
+            continue
+        rows.append((number, *row(r)))
+    return rows
+
+
 class Observer:
     def __init__(self, settings: Settings, store: SqlStore, prefix: str, text_key: TextKey, token: str = ""):
         self.settings = settings
         self.token = token  # every call must carry it (lapis.observe.relay.TOKEN_HEADER)
         self.text_key = text_key  # opens the text the relay sealed (lapis.observe.spool)
-        self.store = store
         self.metering = MeteringStore(store.db)
         self.reader = SpoolReader(settings.home / "spool", prefix)
         self.services: Any = SimpleNamespace(settings=settings, store=store, observers=Observers(), audit=None,
@@ -154,25 +176,8 @@ class Observer:
         self.services.observers.emit(record)
 
     def _replay_rows(self, found: list[tuple[int, int, bytes]]) -> list[tuple]:
-        """A dead process's spool segment as usage lines: (frame number, *row) for each request
-        that used tokens (a stream once, by its EARLY frame when it has one)."""
         assert self.usage is not None
-        rows = []
-        for number, kind, payload in found:
-            if kind not in (FINAL, EARLY):
-                continue
-            try:
-                r = _decode(payload)
-            except msgspec.DecodeError:
-                continue
-            if not (r.prompt_tokens or r.completion_tokens) or not r.account_id:
-                continue
-            if kind == EARLY:
-                self._replay_early.add(r.request_id)
-            elif r.streaming and r.request_id in self._replay_early:
-                continue
-            rows.append((number, *self.usage.row(r)))
-        return rows
+        return replay_rows(found, self.usage.row, self._replay_early)
 
     # -- what the serving process asks ---------------------------------------------
 

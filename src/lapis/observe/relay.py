@@ -119,7 +119,7 @@ class Relay:
             seen = -1
             while seen != self._changes:  # a setting changed while it was starting: it must see that
                 seen = self._changes
-                await self._post("/reload")
+                await self._request("POST", "/reload")
             self._up.set()
             log.info("observer process %d is up", process.pid)
         return process
@@ -163,21 +163,19 @@ class Relay:
 
     # -- calls ---------------------------------------------------------------
 
-    async def _post(self, path: str) -> bool:
-        try:
-            assert self._session is not None
-            async with self._session.post(self._url + path) as response:
-                await response.read()
-                return response.status == 200
-        except (aiohttp.ClientError, asyncio.TimeoutError, OSError):
-            return False
-
-    async def _call(self, method: str, path: str, body: bytes = b"", wait: float = START_TIMEOUT_S) -> bytes | None:
-        """One call the caller waits for; None when the observer did not answer."""
+    async def _call(self, method: str, path: str, wait: float = START_TIMEOUT_S) -> bytes | None:
+        """One call, once the observer is up (waiting `wait` s at most); None when it did not answer."""
         try:
             await asyncio.wait_for(self._up.wait(), wait)
+        except asyncio.TimeoutError:
+            log.warning("the observer is not up: %s %s not sent", method, path)
+            return None
+        return await self._request(method, path)
+
+    async def _request(self, method: str, path: str) -> bytes | None:
+        try:
             assert self._session is not None
-            async with self._session.request(method, self._url + path, data=body) as response:
+            async with self._session.request(method, self._url + path) as response:
                 data = await response.read()
                 return data if response.status == 200 else None
         except (aiohttp.ClientError, asyncio.TimeoutError, OSError) as failure:

@@ -247,10 +247,10 @@ class SpoolWriter:
 # -- reading (the observer process) ---------------------------------------------
 
 
-def frames(data: Any, start: int = 0, stop: int | None = None) -> Iterator[tuple[int, int, Any]]:
-    """(offset after the frame, kind, payload view) of each whole frame from `start`, until the
+def frames(data: Any, start: int = 0) -> Iterator[tuple[int, int, Any]]:
+    """(offset after the frame, kind, payload) of each whole frame from `start`, until the
     first header that is zero or does not match its payload (a frame being written, or torn)."""
-    stop = len(data) if stop is None else stop
+    stop = len(data)
     offset = start
     size = HEADER.size
     while offset + size <= stop:
@@ -266,7 +266,6 @@ def frames(data: Any, start: int = 0, stop: int | None = None) -> Iterator[tuple
 
 @dataclass(slots=True)
 class Segment:
-    name: str
     path: Path
     fd: int
     map: mmap.mmap
@@ -278,6 +277,10 @@ class Segment:
     hold: int = 0  # first frame (reader sequence number) left to replay alone
     marked: int = 0  # the mark committed for it (frame number in the segment)
     stuck_since: float = 0.0  # when a header that does not match was first seen there
+
+    @property
+    def name(self) -> str:
+        return self.path.name
 
 
 class SpoolReader(Marks):
@@ -320,7 +323,7 @@ class SpoolReader(Marks):
         if self.segments:
             self.segments[-1].done = True  # its writer went on to this one
         mark = await mark_of(name)
-        self.segments.append(Segment(name, path, fd, mapped, self.seq, skip=mark, marked=mark))
+        self.segments.append(Segment(path, fd, mapped, self.seq, skip=mark, marked=mark))
         self._next += 1
         return True
 

@@ -183,7 +183,7 @@ class Journal(Marks):
         for segment in self._live():
             mark = min(segment.last, upto, segment.hold - 1 if segment.hold else upto)
             if mark >= segment.first and mark > segment.marked:
-                out[segment.path.name] = mark
+                out[segment.name] = mark
         return out
 
     def _live(self) -> tuple[Segment, ...]:
@@ -255,7 +255,7 @@ class Journal(Marks):
             try:
                 segment.path.unlink()
                 self.deleted += 1
-                self._forget.append(segment.path.name)
+                self._forget.append(segment.name)
             except FileNotFoundError:
                 pass
             except OSError:

@@ -20,7 +20,7 @@ import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import psutil
 
@@ -95,35 +95,32 @@ def has_uvloop() -> bool:
 # -- CPU and memory --------------------------------------------------------------
 
 
-def tree_rss(proc: psutil.Process) -> int:
-    """RSS of a process and its children, in bytes (0 once it is gone)."""
-    total = 0
+def _tree(proc: psutil.Process) -> list[psutil.Process]:
+    """A process and its children (Lapis's observer process is its child); [] once it is gone."""
     try:
-        procs = [proc, *proc.children(recursive=True)]
+        return [proc, *proc.children(recursive=True)]
     except psutil.Error:
-        return 0
+        return []
+
+
+def _sum(procs: list[psutil.Process], read: Callable[[psutil.Process], float]) -> float:
+    total = 0.0
     for p in procs:
         try:
-            total += p.memory_info().rss
-        except psutil.Error:
+            total += read(p)
+        except psutil.Error:  # a child that exited meanwhile
             pass
     return total
+
+
+def tree_rss(proc: psutil.Process) -> int:
+    """RSS of a process and its children, in bytes (0 once it is gone)."""
+    return int(_sum(_tree(proc), lambda p: p.memory_info().rss))
 
 
 def cpu_seconds(proc: psutil.Process) -> float:
-    """CPU of a process and its children (Lapis's observer process is its child), in seconds."""
-    total = 0.0
-    try:
-        procs = [proc, *proc.children(recursive=True)]
-    except psutil.Error:
-        return 0.0
-    for p in procs:
-        try:
-            t = p.cpu_times()
-            total += t.user + t.system
-        except psutil.Error:
-            pass
-    return total
+    """CPU of a process and its children, in seconds."""
+    return _sum(_tree(proc), lambda p: sum(p.cpu_times()[:2]))
 
 
 def system_busy() -> tuple[float, float, float]:

@@ -155,6 +155,7 @@ async def test_racing_replicas_send_once(db, receiver):
     await asyncio.gather(*(r.settled() for r in replicas))
     assert len(receiver.bodies) == 1
     assert sum(r.notices["delivered"] for r in replicas) == 1
+    await asyncio.gather(*(r.stop() for r in replicas))  # the one that sent closes its HTTP session
 
 
 async def test_a_webhook_that_fails_is_tried_again_then_given_up(db, monkeypatch):
@@ -251,6 +252,7 @@ async def test_a_forecasted_threshold(db, receiver):
     assert len(receiver.bodies) == 1
     assert receiver.bodies[0]["forecastSpend"]["amount"] == pytest.approx(3.5 * 3.1)
     assert receiver.bodies[0]["currentSpend"]["amount"] == pytest.approx(3.5)
+    await budgets.stop()
 
 
 async def test_its_numbers_on_metrics(db):
